@@ -1,0 +1,98 @@
+"""The audit trail: one IsoBuild record per attempt, closed when the stream ends.
+
+A refused or failed request is recorded at once. A streamed ISO is recorded as
+``streaming`` before its first byte and closed by :class:`AuditedStream` when the WSGI
+server finishes with it: ``built`` when every byte went out, ``failed`` when the source
+broke mid-stream, ``client_went_away`` when the server closed it early.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterable, Iterator, Mapping
+from typing import Any
+
+from django.http import HttpRequest
+from django.utils import timezone
+
+from isos.models import IsoBuild
+
+logger = logging.getLogger(__name__)
+
+
+def _client_address(request: HttpRequest) -> str | None:
+    return request.META.get("REMOTE_ADDR") or None
+
+
+def record_attempt(
+    request: HttpRequest,
+    outcome: IsoBuild.Outcome,
+    detail: str = "",
+    settings: Mapping[str, Any] | None = None,
+    iso_size: int | None = None,
+) -> IsoBuild:
+    """Create the record of one attempt; the request settings must hold no password."""
+    settings = dict(settings or {})
+    host, domain = settings.get("hostName"), settings.get("domainName")
+    fqdn = f"{host}.{domain}" if isinstance(host, str) and isinstance(domain, str) else ""
+    directory = settings.get("osversionDir")
+    user = request.user if request.user.is_authenticated else None
+    build = IsoBuild.objects.create(
+        user=user,
+        username=user.get_username() if user else "",
+        fqdn=fqdn[:253],
+        osversion_dir=directory[:1024] if isinstance(directory, str) else "",
+        outcome=outcome,
+        detail=detail,
+        iso_size=iso_size,
+        client_address=_client_address(request),
+        request_settings=settings,
+        finished_at=None if outcome == IsoBuild.Outcome.STREAMING else timezone.now(),
+    )
+    if outcome == IsoBuild.Outcome.STREAMING:
+        logger.info("ISO build %s started: %s", build.pk, build)
+    else:
+        logger.info("ISO build %s %s: %s (%s)", build.pk, outcome, build, detail)
+    return build
+
+
+class AuditedStream:
+    """Wraps the ISO's byte chunks, counting them and closing the audit record."""
+
+    def __init__(self, chunks: Iterable[bytes], build: IsoBuild) -> None:
+        self._chunks = chunks
+        self._build = build
+        self._bytes_sent = 0
+        self._closed = False
+
+    def __iter__(self) -> Iterator[bytes]:
+        try:
+            for chunk in self._chunks:
+                # Counted when handed to the server: what a client that goes away got.
+                self._bytes_sent += len(chunk)
+                yield chunk
+        except Exception as error:
+            logger.exception("ISO build %s failed mid-stream", self._build.pk)
+            self._finish(IsoBuild.Outcome.FAILED, f"failed after {self._bytes_sent} bytes: {error}")
+            raise
+        self._finish(IsoBuild.Outcome.BUILT, self._build.change_log_message)
+
+    def close(self) -> None:
+        """Called by the WSGI server when it is done with the response, finished or not."""
+        if not self._closed:
+            self._finish(IsoBuild.Outcome.CLIENT_WENT_AWAY, f"closed after {self._bytes_sent} bytes")
+        close = getattr(self._chunks, "close", None)
+        if close is not None:
+            close()
+
+    def _finish(self, outcome: IsoBuild.Outcome, detail: str) -> None:
+        if self._closed:
+            return
+        self._closed = True
+        IsoBuild.objects.filter(pk=self._build.pk).update(
+            outcome=outcome, detail=detail, bytes_sent=self._bytes_sent, finished_at=timezone.now()
+        )
+        logger.info(
+            "ISO build %s %s: %s, %d of %s bytes sent",
+            self._build.pk, outcome, self._build, self._bytes_sent, self._build.iso_size,
+        )

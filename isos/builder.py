@@ -1,0 +1,892 @@
+"""Build an ISO image from a read-only source tree and stream it in disk order.
+
+This module owns turning "a source directory plus a few in-memory files" into the bytes
+of an ISO9660 image (interchange level 3, Rock Ridge 1.09, Joliet level 3, and a BIOS
+El Torito entry when the tree has ``isolinux/isolinux.bin``):
+
+- mapping real file names to ISO9660 and Joliet names (Rock Ridge keeps the real name),
+- laying the image out with pycdlib (which only stats the source files),
+- streaming the image front to back, reading each source file only while its bytes go
+  out, with the boot info table patched into the output (never into the source tree).
+
+It knows nothing of HTTP or Django: ``build_iso()`` returns an :class:`IsoImage` whose
+``size`` is exact before the first byte, and which iterates over ``bytes`` chunks.
+
+Why not pycdlib's own ``write_fp()``: it seeks (so it cannot write to a socket) and
+writes file data in the order files were added, not in disk order. We let pycdlib render
+its metadata into memory, then emit metadata, zero gaps and file data ourselves. The
+result is byte-identical to ``write_fp()`` (``IsoImage.write_reference()`` keeps that
+provable); the few pycdlib internals this needs are kept together in one section below.
+"""
+
+from __future__ import annotations
+
+import bisect
+import contextlib
+import io
+import itertools
+import os
+import re
+import stat
+import unicodedata
+from collections.abc import Callable, Generator, Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import BinaryIO, Final, Literal, cast
+
+import pycdlib
+from pycdlib.pycdlibexception import PyCdlibException
+
+__all__ = ["IsoImage", "SourceError", "StreamError", "build_iso", "describe_boot"]
+
+BLOCK_SIZE: Final = 2048
+BOOT_FILE: Final = "isolinux/isolinux.bin"
+BOOT_CATALOG: Final = "isolinux/boot.cat"
+
+# ECMA-119 7.5.2 / 7.6.3: a file's name plus extension may hold 30 d-characters, a
+# directory identifier 31 (interchange levels 2 and 3).
+_ISO_FILE_CHARS: Final = 30
+_ISO_DIR_CHARS: Final = 31
+# Long extensions are cut to this when the whole name does not fit.
+_ISO_LONG_EXT_CHARS: Final = 8
+# Joliet allows 64 UCS-2 characters; pycdlib also checks the UTF-8 length against 64.
+_JOLIET_CHARS: Final = 64
+_JOLIET_EXT_CHARS: Final = 16
+# Joliet forbids * / : ; ? \ and control characters; UCS-2 cannot hold characters
+# outside the BMP, nor the surrogate escapes of undecodable bytes.
+_NOT_JOLIET_CHARACTER: Final = re.compile(r"[*/:;?\\\x00-\x1f\ud800-\udfff\U00010000-\U0010ffff]")
+_NOT_D_CHARACTER: Final = re.compile("[^A-Z0-9_]")
+# Rock Ridge relocation directory (pycdlib moves directories at depth 8, 16, ...).
+# The leading dot hides it from `ls`, as genisoimage's -hide-rr-moved does.
+_RELOCATION_ISO_NAME: Final = "RR_MOVED"
+_RELOCATION_RR_NAME: Final = ".rr_moved"
+_RELOCATION_DEPTH: Final = 8
+# Its key among the root's children: no real file name can hold a NUL.
+_RELOCATION_KEY: Final = "\x00relocation"
+
+_EFFECTIVE_IDS: Final = os.access in os.supports_effective_ids
+_EXTRA_FILE_MODE: Final = 0o100444
+_CREATED_DIR_MODE: Final = 0o040555
+
+
+class SourceError(Exception):
+    """The source tree cannot be laid out (missing dir, unreadable file, ...).
+
+    Raised before any byte is produced. ``str()`` is a human reason that names paths
+    relative to the source directory only (no absolute paths, no secrets).
+    """
+
+
+class StreamError(Exception):
+    """A source file changed (shrank, vanished, became unreadable) while streaming.
+
+    Raised from the iterator; everything yielded before it was correct, so the stream
+    simply ends short of ``IsoImage.size`` and the client can tell it is incomplete.
+    """
+
+
+# --------------------------------------------------------------------------------------
+# The tree to lay out
+# --------------------------------------------------------------------------------------
+
+_Kind = Literal["dir", "file", "symlink", "memory", "catalog", "relocation"]
+
+
+@dataclass(eq=False)
+class _Entry:
+    """One name in the ISO: a source entry, an extra file, or a generated one."""
+
+    name: str  # real name (may hold surrogate escapes for undecodable bytes)
+    rel: str  # POSIX path relative to the ISO root, for messages
+    kind: _Kind
+    mode: int = 0
+    source: str | None = None  # absolute path of a source file
+    target: str = ""  # symlink target
+    data: bytes = b""  # content of an extra file
+    children: dict[str, _Entry] = field(default_factory=dict)
+    iso_name: str = ""  # as given to pycdlib: "NAME.EXT;1" for files, "NAME" for dirs
+    joliet_name: str = ""
+    rr_name: str = ""
+
+
+def _scan_source(root: str) -> _Entry:
+    """Read the source tree's shape (lstat only, sorted walk, symlinks not followed)."""
+    try:
+        root_stat = os.stat(root)
+    except OSError as exc:
+        raise SourceError(f"the source directory cannot be read ({exc.strerror})") from exc
+    if not stat.S_ISDIR(root_stat.st_mode):
+        raise SourceError("the source path is not a directory")
+
+    top = _Entry(name="", rel="", kind="dir", mode=root_stat.st_mode, source=root)
+    pending = [top]
+    while pending:
+        directory = pending.pop()
+        assert directory.source is not None
+        shown = directory.rel or "."
+        try:
+            with os.scandir(directory.source) as listing:
+                dir_entries = sorted(listing, key=lambda item: item.name)
+        except OSError as exc:
+            raise SourceError(f"cannot list directory {shown} ({exc.strerror})") from exc
+        for item in dir_entries:
+            rel = f"{directory.rel}/{item.name}" if directory.rel else item.name
+            try:
+                info = item.stat(follow_symlinks=False)
+            except OSError as exc:
+                raise SourceError(f"cannot stat {_printable(rel)} ({exc.strerror})") from exc
+            mode = info.st_mode
+            if stat.S_ISDIR(mode):
+                child = _Entry(name=item.name, rel=rel, kind="dir", mode=mode, source=item.path)
+                pending.append(child)
+            elif stat.S_ISREG(mode):
+                # pycdlib only stats files at layout time; os.access() catches an
+                # unreadable file now, before the first byte, without opening it
+                # (with the effective ids: those of the worker that will read it).
+                if not os.access(item.path, os.R_OK, effective_ids=_EFFECTIVE_IDS):
+                    raise SourceError(f"cannot read file {_printable(rel)} (permission denied)")
+                child = _Entry(name=item.name, rel=rel, kind="file", mode=mode, source=item.path)
+            elif stat.S_ISLNK(mode):
+                try:
+                    target = os.readlink(item.path)
+                except OSError as exc:
+                    raise SourceError(f"cannot read symlink {_printable(rel)} ({exc.strerror})") from exc
+                child = _Entry(name=item.name, rel=rel, kind="symlink", mode=mode, target=target)
+            else:
+                continue  # sockets, fifos and devices have no place on a CD
+            directory.children[item.name] = child
+    return top
+
+
+def _overlay_extras(top: _Entry, extra_files: Mapping[str, bytes]) -> None:
+    """Put the in-memory files into the tree, replacing source files of the same path."""
+    for key in sorted(extra_files):
+        parts = key.split("/")
+        if not key or key.startswith("/") or any(p in ("", ".", "..") for p in parts):
+            raise ValueError(f"extra file path must be relative and normalized: {key!r}")
+        if "\x00" in key:
+            raise ValueError(f"extra file path holds a NUL character: {key!r}")
+        directory = top
+        for depth, part in enumerate(parts[:-1], start=1):
+            rel = "/".join(parts[:depth])
+            existing = directory.children.get(part)
+            if existing is None:
+                existing = _Entry(name=part, rel=rel, kind="dir", mode=_CREATED_DIR_MODE)
+                directory.children[part] = existing
+            elif existing.kind != "dir":
+                raise SourceError(f"{_printable(rel)} is not a directory in the source tree")
+            directory = existing
+        replaced = directory.children.get(parts[-1])
+        if replaced is not None and replaced.kind == "dir":
+            raise SourceError(f"{_printable(key)} is a directory in the source tree")
+        directory.children[parts[-1]] = _Entry(
+            name=parts[-1],
+            rel=key,
+            kind="memory",
+            mode=_EXTRA_FILE_MODE,
+            data=bytes(extra_files[key]),
+        )
+
+
+def _find_boot_file(top: _Entry) -> _Entry | None:
+    isolinux = top.children.get(BOOT_FILE.split("/")[0])
+    if isolinux is None or isolinux.kind != "dir":
+        return None
+    boot_file = isolinux.children.get(BOOT_FILE.split("/")[1])
+    if boot_file is None or boot_file.kind not in ("file", "memory"):
+        return None
+    return boot_file
+
+
+def _max_dir_depth(top: _Entry) -> int:
+    deepest = 0
+    pending = [(top, 0)]
+    while pending:
+        directory, depth = pending.pop()
+        deepest = max(deepest, depth)
+        pending.extend((c, depth + 1) for c in directory.children.values() if c.kind == "dir")
+    return deepest
+
+
+def _printable(rel: str) -> str:
+    """A relative path safe to show (undecodable bytes become U+FFFD)."""
+    return _utf8_lossless_or_replaced(rel)
+
+
+def _utf8_lossless_or_replaced(text: str) -> str:
+    # os.scandir() gives undecodable bytes as surrogate escapes, which cannot be encoded
+    # to UTF-8 (pycdlib encodes every name that way): replace them visibly.
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return text.encode("utf-8", "surrogateescape").decode("utf-8", "replace")
+    return text
+
+
+# --------------------------------------------------------------------------------------
+# Name mapping: ISO9660, Joliet and Rock Ridge names, unique within each directory
+# --------------------------------------------------------------------------------------
+
+
+def _d_characters(text: str) -> str:
+    """Uppercase d-characters (A-Z 0-9 _); accents fold to their base letter."""
+    if text.isascii():  # the common case, and a hot path for trees of 10,000 files
+        return _NOT_D_CHARACTER.sub("_", text.upper())
+    out: list[str] = []
+    for ch in text:
+        if ch.isascii():
+            out.append(ch.upper() if ch.isalnum() or ch == "_" else "_")
+        else:
+            folded = "".join(c for c in unicodedata.normalize("NFKD", ch) if c.isascii() and c.isalnum())
+            out.append(folded.upper() or "_")
+    return "".join(out)
+
+
+def _split_extension(name: str) -> tuple[str, str]:
+    """Split at the last dot; a leading dot (".treeinfo") is not an extension."""
+    dot = name.rfind(".")
+    if dot <= 0:
+        return name, ""
+    return name[:dot], name[dot + 1 :]
+
+
+def _iso_file_identifier(name: str, suffix: str) -> str:
+    stem, ext = _split_extension(name)
+    base, extension = _d_characters(stem), _d_characters(ext)
+    if len(base) + len(extension) + len(suffix) > _ISO_FILE_CHARS:
+        extension = extension[:_ISO_LONG_EXT_CHARS]
+    # Always keep at least one character of the name itself.
+    extension = extension[: _ISO_FILE_CHARS - len(suffix) - 1]
+    base = base[: _ISO_FILE_CHARS - len(extension) - len(suffix)] + suffix
+    return f"{base}.{extension};1"
+
+
+def _iso_dir_identifier(name: str, suffix: str) -> str:
+    return _d_characters(name)[: _ISO_DIR_CHARS - len(suffix)] + suffix
+
+
+def _iso_key(identifier: str) -> str:
+    # "FOO.;1" (file) and "FOO" (directory) look the same to readers without Rock
+    # Ridge, so they share one namespace.
+    return identifier.removesuffix(";1").removesuffix(".")
+
+
+def _joliet_fits(text: str) -> bool:
+    return len(text) <= _JOLIET_CHARS and len(text.encode("utf-8")) <= _JOLIET_CHARS
+
+
+def _joliet_identifier(name: str, suffix: str, *, is_dir: bool) -> str:
+    safe = _NOT_JOLIET_CHARACTER.sub("_", name)
+    stem, ext = (safe, "") if is_dir else _split_extension(safe)
+    if not ext or len(ext) > _JOLIET_EXT_CHARS:
+        stem, ext = safe, ""
+    tail = f"{suffix}.{ext}" if ext else suffix
+    if _joliet_fits(stem + tail):
+        return stem + tail
+    # Cut the stem, keeping the extension (and the de-duplication suffix) readable.
+    while stem and not _joliet_fits(stem + tail):
+        stem = stem[:-1]
+    return stem + tail if stem else (safe[: _JOLIET_CHARS // 4] + suffix)
+
+
+def _unique_names(
+    entries: Sequence[_Entry],
+    make: Callable[[_Entry, str], str],
+    key: Callable[[str], str],
+    suffix: Callable[[int], str],
+) -> list[str]:
+    """Name every entry; on a clash, later entries get the smallest free suffix.
+
+    Every entry's unsuffixed name is reserved up front, so a suffixed name never takes
+    the plain name of another entry (e.g. "a~1" versus a second "A"), whatever the order.
+    """
+    plain = [make(entry, "") for entry in entries]
+    reserved = {key(name) for name in plain}
+    claimed: set[str] = set()
+    names: list[str] = []
+    for entry, name in zip(entries, plain, strict=True):
+        if key(name) in claimed:
+            number = 1
+            while True:
+                name = make(entry, suffix(number))
+                if key(name) not in reserved and key(name) not in claimed:
+                    break
+                number += 1
+        claimed.add(key(name))
+        names.append(name)
+    return names
+
+
+def _naming_order(directory: _Entry) -> list[_Entry]:
+    # The boot catalog names itself first (it is expected at ISOLINUX/BOOT.CAT); the
+    # relocation directory last, so real entries keep their natural names.
+    rank = {"catalog": 0, "relocation": 2}
+    return sorted(directory.children.values(), key=lambda e: (rank.get(e.kind, 1), e.name))
+
+
+def _assign_names(top: _Entry) -> None:
+    pending = [top]
+    while pending:
+        directory = pending.pop()
+        ordered = _naming_order(directory)
+        iso_names = _unique_names(
+            ordered,
+            lambda e, s: (
+                _iso_dir_identifier(e.name, s)
+                if e.kind == "dir"
+                else _iso_dir_identifier(_RELOCATION_ISO_NAME, s)
+                if e.kind == "relocation"
+                else _iso_file_identifier(e.name, s)
+            ),
+            _iso_key,
+            lambda n: f"_{n}",  # "~" is not a d-character (pycdlib rejects it)
+        )
+        # Joliet readers (Windows) compare names without regard to case.
+        in_joliet = [e for e in ordered if e.kind not in ("symlink", "relocation")]
+        joliet_names = _unique_names(
+            in_joliet,
+            lambda e, s: _joliet_identifier(e.name, s, is_dir=e.kind == "dir"),
+            str.casefold,
+            lambda n: f"~{n}",
+        )
+        # Real names are unique already; only undecodable ones can clash once replaced.
+        rr_names = _unique_names(
+            ordered,
+            lambda e, s: _utf8_lossless_or_replaced(e.name) + s,
+            lambda name: name,
+            lambda n: f"~{n}",
+        )
+        for entry, iso_name, rr_name in zip(ordered, iso_names, rr_names, strict=True):
+            entry.iso_name, entry.rr_name = iso_name, rr_name
+        for entry, joliet_name in zip(in_joliet, joliet_names, strict=True):
+            entry.joliet_name = joliet_name
+        pending.extend(e for e in ordered if e.kind == "dir")
+
+
+# --------------------------------------------------------------------------------------
+# Layout with pycdlib's public API
+# --------------------------------------------------------------------------------------
+
+
+def _volume_label(volume_id: str) -> str:
+    # d-characters only; 16 characters because the Joliet descriptor stores the same
+    # label in UCS-2 within 32 bytes.
+    return _d_characters(volume_id)[:16] or "CDROM"
+
+
+def _populate(iso: pycdlib.PyCdlib, top: _Entry, memory: dict[int, _Entry]) -> None:
+    """Add every entry, parents before children, in sorted order."""
+    pending: list[tuple[_Entry, str, str]] = [(top, "", "")]
+    while pending:
+        directory, iso_dir, joliet_dir = pending.pop()
+        subdirs: list[tuple[_Entry, str, str]] = []
+        for entry in sorted(directory.children.values(), key=lambda e: e.name):
+            iso_path = f"{iso_dir}/{entry.iso_name}"
+            joliet_path = f"{joliet_dir}/{entry.joliet_name}"
+            try:
+                if entry.kind == "dir":
+                    iso.add_directory(
+                        iso_path,
+                        rr_name=entry.rr_name,
+                        joliet_path=joliet_path,
+                        file_mode=entry.mode,
+                    )
+                    subdirs.append((entry, iso_path, joliet_path))
+                elif entry.kind == "file":
+                    assert entry.source is not None
+                    # add_file() stats the path and opens it only when written out,
+                    # so thousands of files never hold thousands of descriptors.
+                    iso.add_file(
+                        entry.source,
+                        iso_path=iso_path,
+                        rr_name=entry.rr_name,
+                        joliet_path=joliet_path,
+                        file_mode=entry.mode,
+                    )
+                elif entry.kind == "memory":
+                    data_fp = io.BytesIO(entry.data)
+                    memory[id(data_fp)] = entry
+                    iso.add_fp(
+                        data_fp,
+                        len(entry.data),
+                        iso_path=iso_path,
+                        rr_name=entry.rr_name,
+                        joliet_path=joliet_path,
+                        file_mode=entry.mode,
+                    )
+                elif entry.kind == "symlink":
+                    # Rock Ridge only: Joliet has no symlinks. The target is kept as
+                    # written, never followed (no loops, no escaping the tree).
+                    iso.add_symlink(
+                        symlink_path=iso_path,
+                        rr_symlink_name=entry.rr_name,
+                        rr_path=_utf8_lossless_or_replaced(entry.target),
+                    )
+                # "catalog" is added by add_eltorito(); "relocation" by pycdlib itself.
+            except PyCdlibException as exc:
+                raise SourceError(f"cannot lay out {_printable(entry.rel)} ({exc})") from exc
+            except OSError as exc:
+                raise SourceError(f"cannot read {_printable(entry.rel)} ({exc.strerror})") from exc
+        pending.extend(reversed(subdirs))
+
+
+def _add_boot_entry(iso: pycdlib.PyCdlib, top: _Entry, boot_file: _Entry) -> None:
+    isolinux = top.children[BOOT_FILE.split("/")[0]]
+    catalog = isolinux.children[BOOT_CATALOG.split("/")[1]]
+    iso_dir, joliet_dir = f"/{isolinux.iso_name}", f"/{isolinux.joliet_name}"
+    try:
+        # Reads the boot file once, to checksum it for the boot info table; the table
+        # itself is only ever patched into the output stream.
+        iso.add_eltorito(
+            f"{iso_dir}/{boot_file.iso_name}",
+            bootcatfile=f"{iso_dir}/{catalog.iso_name}",
+            rr_bootcatname=catalog.rr_name,
+            joliet_bootcatfile=f"{joliet_dir}/{catalog.joliet_name}",
+            boot_load_size=4,
+            platform_id=0,
+            boot_info_table=True,
+            media_name="noemul",
+        )
+    except PyCdlibException as exc:
+        raise SourceError(f"cannot make {BOOT_FILE} bootable ({exc})") from exc
+    except OSError as exc:
+        raise SourceError(f"cannot read {BOOT_FILE} ({exc.strerror})") from exc
+
+
+# --------------------------------------------------------------------------------------
+# pycdlib 1.22.0 internals: the only place that reaches past pycdlib's public API.
+# The version is pinned; tests compare the stream with write_fp() byte for byte.
+#
+# - PyCdlib._write_fp(outfp, blocksize, progress_cb, progress_opaque) writes all
+#   metadata (volume descriptors, path tables, boot catalog, directory records, Rock
+#   Ridge continuation areas), then every inode in PyCdlib.inodes via
+#   _output_file_data(), then one zero byte at the very end if the file is short.
+# - _output_file_data() seeks to inode.extent_location() * logical_block_size, copies
+#   inode.get_data_length() bytes from the inode's file (inode.data_fp is a path when
+#   inode.manage_fp is true, else the file object given to add_fp(); both read from
+#   inode.fp_offset, 0 for new files), zero-pads to the block and then writes
+#   inode.boot_info_table.record() at file offset 8. Inodes of length 0 are skipped.
+# --------------------------------------------------------------------------------------
+
+
+class _Recorder:
+    """A seekable, write-only file object that keeps what is written, and where."""
+
+    def __init__(self) -> None:
+        self._position = 0
+        self._end = 0
+        self.writes: list[tuple[int, bytes]] = []
+
+    def seek(self, offset: int, whence: int = os.SEEK_SET) -> int:
+        if whence == os.SEEK_SET:
+            self._position = offset
+        elif whence == os.SEEK_CUR:
+            self._position += offset
+        elif whence == os.SEEK_END:
+            self._position = self._end + offset
+        else:
+            raise ValueError(f"bad whence {whence}")
+        return self._position
+
+    def tell(self) -> int:
+        return self._position
+
+    def write(self, data: bytes) -> int:
+        if data:
+            self.writes.append((self._position, bytes(data)))
+            self._position += len(data)
+            self._end = max(self._end, self._position)
+        return len(data)
+
+    def segments(self) -> list[tuple[int, bytes]]:
+        """Coalesce the writes into sorted, non-overlapping runs; later writes win."""
+        spans: list[list[int]] = []
+        for start, end in sorted((o, o + len(d)) for o, d in self.writes):
+            if spans and start <= spans[-1][1]:
+                spans[-1][1] = max(spans[-1][1], end)
+            else:
+                spans.append([start, end])
+        buffers = [bytearray(end - start) for start, end in spans]
+        starts = [start for start, _ in spans]
+        for offset, data in self.writes:  # in write order, so later writes win
+            index = bisect.bisect_right(starts, offset) - 1
+            relative = offset - starts[index]
+            buffers[index][relative : relative + len(data)] = data
+        return [(start, bytes(buf)) for start, buf in zip(starts, buffers, strict=True)]
+
+
+def _render_metadata(iso: pycdlib.PyCdlib) -> list[tuple[int, bytes]]:
+    """Run pycdlib's own writer into memory with no inodes, so no file data is read."""
+    recorder = _Recorder()
+    inodes = iso.inodes
+    iso.inodes = []
+    try:
+        iso._write_fp(cast(BinaryIO, recorder), BLOCK_SIZE, None, None)
+    finally:
+        iso.inodes = inodes
+    return recorder.segments()
+
+
+@dataclass(frozen=True)
+class _FileData:
+    """A file's bytes at their place in the image, read from disk or memory."""
+
+    offset: int
+    length: int
+    rel: str
+    path: str | None
+    memory: bytes | None
+
+    @property
+    def end(self) -> int:
+        """Where the zero padding to the next block ends."""
+        return self.offset + -(-self.length // BLOCK_SIZE) * BLOCK_SIZE
+
+
+@dataclass(frozen=True)
+class _Metadata:
+    offset: int
+    data: bytes
+
+    @property
+    def end(self) -> int:
+        return self.offset + len(self.data)
+
+
+def _file_layout(
+    iso: pycdlib.PyCdlib, memory: dict[int, _Entry], rel_of_path: dict[str, str]
+) -> tuple[list[_FileData], list[tuple[int, bytes]]]:
+    """Each inode's place and origin, in disk order, plus the boot info table patches."""
+    files: list[_FileData] = []
+    patches: list[tuple[int, bytes]] = []
+    block = iso.logical_block_size
+    for ino in iso.inodes:
+        length = ino.get_data_length()
+        if length <= 0:
+            continue
+        offset = ino.extent_location() * block
+        if ino.manage_fp and isinstance(ino.data_fp, str):
+            files.append(_FileData(offset, length, rel_of_path[ino.data_fp], ino.data_fp, None))
+        elif id(ino.data_fp) in memory:
+            entry = memory[id(ino.data_fp)]
+            files.append(_FileData(offset, length, entry.rel, None, entry.data))
+        else:
+            raise RuntimeError("pycdlib inode with an unknown data source")
+        if ino.boot_info_table is not None:
+            patches.append((offset + 8, ino.boot_info_table.record()))
+    files.sort(key=lambda f: f.offset)
+    return files, patches
+
+
+# --------------------------------------------------------------------------------------
+# The streaming plan
+# --------------------------------------------------------------------------------------
+
+
+def _plan(
+    segments: list[tuple[int, bytes]], files: list[_FileData], size: int
+) -> list[_Metadata | _FileData]:
+    """Merge metadata and file data into one list in disk order.
+
+    pycdlib writes file data after all metadata, so a file's blocks win over any
+    metadata recorded there; that can only be the final padding byte, which the
+    reference writes only when no file data ends the image. Anything else overlapping
+    means the layout is not what this module expects, and it refuses to guess.
+    """
+    for before, after in itertools.pairwise(files):
+        if after.offset < before.end:
+            raise RuntimeError("pycdlib laid out overlapping file extents")
+    if files and files[-1].end > size:
+        raise RuntimeError("pycdlib laid out a file past the end of the image")
+
+    file_starts = [f.offset for f in files]
+    pieces: list[_Metadata | _FileData] = list(files)
+    for start, data in segments:
+        end = start + len(data)
+        if end > size:
+            raise RuntimeError("pycdlib wrote metadata past the end of the image")
+        cursor = start
+        index = max(bisect.bisect_right(file_starts, start) - 1, 0)
+        while index < len(files) and files[index].offset < end:
+            hole = files[index]
+            if hole.end > cursor:
+                if hole.offset > cursor:
+                    pieces.append(_Metadata(cursor, data[cursor - start : hole.offset - start]))
+                covered = data[max(hole.offset, cursor) - start : min(hole.end, end) - start]
+                if covered.count(0) != len(covered):
+                    raise RuntimeError("pycdlib metadata overlaps file data")
+                cursor = max(cursor, hole.end)
+            index += 1
+        if cursor < end:
+            pieces.append(_Metadata(cursor, data[cursor - start :]))
+    pieces.sort(key=lambda p: p.offset)
+    return pieces
+
+
+class _ChunkBuffer:
+    """Fills one reused buffer and hands out full chunks, patched, as bytes."""
+
+    def __init__(self, chunk_size: int, patches: list[tuple[int, bytes]]) -> None:
+        self._buffer = bytearray(chunk_size)
+        self.view = memoryview(self._buffer)
+        self._zeros = memoryview(bytes(chunk_size))
+        self._patches = patches
+        self.size = chunk_size
+        self.fill = 0
+        self.base = 0  # image offset of the buffer's first byte
+
+    def advance(self, count: int) -> bytes | None:
+        """Account for `count` bytes put at `fill`; return a chunk if the buffer is full."""
+        self.fill += count
+        if self.fill == self.size:
+            return self.take()
+        return None
+
+    def take(self) -> bytes:
+        start, end = self.base, self.base + self.fill
+        for offset, record in self._patches:
+            low, high = max(offset, start), min(offset + len(record), end)
+            if low < high:
+                self.view[low - start : high - start] = record[low - offset : high - offset]
+        chunk = bytes(self.view[: self.fill])
+        self.base, self.fill = end, 0
+        return chunk
+
+    def put(self, data: bytes | memoryview) -> Iterator[bytes]:
+        source = memoryview(data)
+        while source:
+            count = min(len(source), self.size - self.fill)
+            self.view[self.fill : self.fill + count] = source[:count]
+            source = source[count:]
+            if (chunk := self.advance(count)) is not None:
+                yield chunk
+
+    def put_zeros(self, count: int) -> Iterator[bytes]:
+        while count:
+            step = min(count, self.size - self.fill)
+            self.view[self.fill : self.fill + step] = self._zeros[:step]
+            count -= step
+            if (chunk := self.advance(step)) is not None:
+                yield chunk
+
+
+def _emit_file(out: _ChunkBuffer, piece: _FileData) -> Iterator[bytes]:
+    if piece.memory is not None:
+        yield from out.put(memoryview(piece.memory)[: piece.length])
+    else:
+        assert piece.path is not None
+        shown = _printable(piece.rel)
+        try:
+            # Opened only while its bytes go out: one descriptor at a time.
+            with open(piece.path, "rb", buffering=0) as source:
+                left = piece.length
+                while left:
+                    want = min(left, out.size - out.fill)
+                    got = source.readinto(out.view[out.fill : out.fill + want])
+                    if not got:
+                        raise StreamError(
+                            f"{shown} shrank while streaming ({piece.length - left} of {piece.length} bytes)"
+                        )
+                    left -= got  # a file that grew is read only up to its laid-out size
+                    if (chunk := out.advance(got)) is not None:
+                        yield chunk
+        except OSError as exc:
+            raise StreamError(f"cannot read {shown} while streaming ({exc.strerror})") from exc
+    yield from out.put_zeros(piece.end - piece.offset - piece.length)
+
+
+# --------------------------------------------------------------------------------------
+# Public API
+# --------------------------------------------------------------------------------------
+
+
+class IsoImage:
+    """A laid-out ISO: exact ``size`` up front, bytes in disk order when iterated.
+
+    Made by :func:`build_iso`. Iterate once; the chunks are fresh ``bytes`` the
+    consumer may keep, ``chunk_size`` long except the first (everything before the
+    first source file's data, sent without reading any source file) and the last. ``close()``
+    releases pycdlib's state and the file being read, if any; it is idempotent. Also a
+    context manager.
+    """
+
+    size: int
+    boot_description: str
+
+    def __init__(
+        self,
+        iso: pycdlib.PyCdlib,
+        plan: list[_Metadata | _FileData],
+        patches: list[tuple[int, bytes]],
+        *,
+        size: int,
+        boot_description: str,
+        chunk_size: int,
+    ) -> None:
+        self._iso: pycdlib.PyCdlib | None = iso
+        self._plan = plan
+        self._patches = patches
+        self._chunk_size = chunk_size
+        self._stream: Generator[bytes, None, None] | None = None
+        self._iterated = False
+        self.size = size
+        self.boot_description = boot_description
+
+    def __iter__(self) -> Iterator[bytes]:
+        if self._iso is None:
+            raise RuntimeError("the ISO image is closed")
+        if self._iterated:
+            raise RuntimeError("an ISO image can be iterated only once")
+        self._iterated = True
+        self._stream = self._generate()
+        return self._stream
+
+    def _generate(self) -> Generator[bytes, None, None]:
+        out = _ChunkBuffer(self._chunk_size, self._patches)
+        position = 0
+        source_read = False
+        for piece in self._plan:
+            yield from out.put_zeros(piece.offset - position)
+            if isinstance(piece, _Metadata):
+                yield from out.put(piece.data)
+            else:
+                if not source_read and piece.path is not None:
+                    # The first chunk never waits on source files: what precedes the
+                    # first one (the metadata) goes out as soon as it is asked for.
+                    source_read = True
+                    if out.fill:
+                        yield out.take()
+                yield from _emit_file(out, piece)
+            position = piece.end
+        yield from out.put_zeros(self.size - position)
+        if out.fill:
+            yield out.take()
+
+    def write_reference(self, fp: BinaryIO) -> None:
+        """Write the same image with pycdlib's own ``write_fp()`` (seekable ``fp``).
+
+        Byte-identical to the stream but for one field: pycdlib stamps the volume
+        descriptors' modification date with ``time.time()`` as it writes them, so the
+        two match when written within the same second, or with that clock frozen.
+        """
+        if self._iso is None:
+            raise RuntimeError("the ISO image is closed")
+        self._iso.write_fp(fp, blocksize=self._chunk_size)
+
+    def close(self) -> None:
+        stream, self._stream = self._stream, None
+        if stream is not None:
+            stream.close()  # closes the source file being read, if any
+        iso, self._iso = self._iso, None
+        if iso is not None:
+            _close_quietly(iso)
+
+    def __enter__(self) -> IsoImage:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
+
+
+def build_iso(
+    source_dir: os.PathLike[str] | str,
+    extra_files: Mapping[str, bytes],
+    *,
+    volume_id: str = "CDROM",
+    chunk_size: int = 1 << 20,
+) -> IsoImage:
+    """Lay out the source tree plus ``extra_files`` and return the :class:`IsoImage`.
+
+    Only stats the source files (and reads ``isolinux/isolinux.bin`` once, for the boot
+    info table checksum); nothing in the source tree is written. ``extra_files`` maps
+    POSIX paths relative to the ISO root to their content; they replace source files
+    of the same path and get their missing parent directories. When the tree is
+    bootable the generated ``isolinux/boot.cat`` replaces any file of that path.
+
+    ``volume_id`` is reduced to at most 16 d-characters (A-Z 0-9 _): the Joliet
+    descriptor holds the same label in UCS-2 within 32 bytes.
+
+    Raises SourceError when the tree cannot be laid out, ValueError for a malformed
+    extra file path or chunk size.
+    """
+    if chunk_size < 1:
+        raise ValueError("chunk_size must be positive")
+    top = _scan_source(os.path.abspath(os.fspath(source_dir)))
+    _overlay_extras(top, extra_files)
+
+    boot_file = _find_boot_file(top)
+    if boot_file is not None:
+        isolinux = top.children[BOOT_CATALOG.split("/")[0]]
+        name = BOOT_CATALOG.split("/")[1]
+        isolinux.children[name] = _Entry(name=name, rel=BOOT_CATALOG, kind="catalog")
+    if _max_dir_depth(top) >= _RELOCATION_DEPTH:
+        # pycdlib will create the relocation directory at the root: reserve its names
+        # so that no source entry can clash with it.
+        top.children[_RELOCATION_KEY] = _Entry(
+            name=_RELOCATION_RR_NAME, rel=_RELOCATION_RR_NAME, kind="relocation"
+        )
+    _assign_names(top)
+    relocation = top.children.pop(_RELOCATION_KEY, None)
+
+    iso = pycdlib.PyCdlib()
+    try:
+        iso.new(
+            interchange_level=3,
+            vol_ident=_volume_label(volume_id),
+            joliet=3,
+            rock_ridge="1.09",
+        )
+        if relocation is not None:
+            iso.set_relocated_name(relocation.iso_name, relocation.rr_name)
+        memory: dict[int, _Entry] = {}
+        _populate(iso, top, memory)
+        if boot_file is not None:
+            _add_boot_entry(iso, top, boot_file)
+        boot_description = _boot_description(bootable=boot_file is not None)
+        iso.force_consistency()
+
+        size = iso.pvd.space_size * iso.logical_block_size
+        rel_of_path = {e.source: e.rel for e in _walk_files(top) if e.source is not None}
+        files, patches = _file_layout(iso, memory, rel_of_path)
+        plan = _plan(_render_metadata(iso), files, size)
+    except BaseException:
+        _close_quietly(iso)
+        raise
+    return IsoImage(iso, plan, patches, size=size, boot_description=boot_description, chunk_size=chunk_size)
+
+
+def describe_boot(source_dir: os.PathLike[str] | str) -> str:
+    """How ``build_iso()`` will boot this source tree, known before building.
+
+    For text that must go into the ISO itself (``ks_scripts/state.out``). Same rule
+    as the build: ``isolinux`` a real directory (not a symlink) holding a regular file
+    ``isolinux.bin``. Extra files are not considered; an unreadable tree simply
+    reads as not bootable here (``build_iso()`` then says why).
+    """
+    folder = os.path.join(os.fspath(source_dir), *BOOT_FILE.split("/")[:-1])
+    boot_file = os.path.join(os.fspath(source_dir), *BOOT_FILE.split("/"))
+    try:
+        bootable = stat.S_ISDIR(os.lstat(folder).st_mode) and stat.S_ISREG(os.lstat(boot_file).st_mode)
+    except OSError:
+        bootable = False
+    return _boot_description(bootable=bootable)
+
+
+def _boot_description(*, bootable: bool) -> str:
+    return f"BIOS El Torito: {BOOT_FILE}" if bootable else f"not bootable (no {BOOT_FILE})"
+
+
+def _walk_files(top: _Entry) -> Iterator[_Entry]:
+    pending = [top]
+    while pending:
+        directory = pending.pop()
+        for entry in directory.children.values():
+            if entry.kind == "dir":
+                pending.append(entry)
+            elif entry.kind == "file":
+                yield entry
+
+
+def _close_quietly(iso: pycdlib.PyCdlib) -> None:
+    # close() refuses an object that was never initialized (new() failed).
+    with contextlib.suppress(PyCdlibException):
+        iso.close()

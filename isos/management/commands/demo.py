@@ -1,0 +1,91 @@
+"""``manage.py demo``: a running portal on a laptop in one command.
+
+Migrates the database (SQLite unless DATABASE_URL says otherwise), makes a sample ISO
+source in the kickstart files location when it has no osversions.json yet, creates the
+demo login, prints where to go, and starts the development server.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+from typing import Any
+
+from django.conf import settings
+from django.contrib.auth.models import Group, User
+from django.core.management import call_command
+from django.core.management.base import BaseCommand, CommandParser
+
+DEMO_USER = "demo"
+DEMO_PASSWORD = "demo-portal"  # noqa: S105 - a demo login on a laptop, printed on purpose
+DEMO_SOURCE = "demo"
+DEBIAN_ISOLINUX = Path("/usr/lib/ISOLINUX/isolinux.bin")
+
+ISOLINUX_CFG = """default install
+prompt 0
+timeout 30
+label install
+  kernel vmlinuz
+  append initrd=initrd.img inst.ks=cdrom:/ks_scripts/ks.cfg
+"""
+KICKSTART = """# Sample kickstart: the portal adds this host's settings beside this file.
+%pre
+. /mnt/install/repo/ks_scripts/network.cfg
+%end
+%include /mnt/install/repo/ks_scripts/password.cfg
+"""
+
+
+def make_sample_source(location: Path) -> bool:
+    """A small ISO source and osversions.json, unless the location already has a catalog."""
+    catalog = location / "osversions.json"
+    if catalog.exists():
+        return False
+    source = location / DEMO_SOURCE
+    (source / "isolinux").mkdir(parents=True, exist_ok=True)
+    (source / "ks_scripts").mkdir(exist_ok=True)
+    boot = source / "isolinux" / "isolinux.bin"
+    if DEBIAN_ISOLINUX.exists():
+        shutil.copyfile(DEBIAN_ISOLINUX, boot)
+    else:
+        # Without Debian's isolinux package the sample still downloads, but cannot boot.
+        boot.write_bytes(b"\0" * 2048)
+    (source / "isolinux" / "isolinux.cfg").write_text(ISOLINUX_CFG)
+    (source / "ks_scripts" / "ks.cfg").write_text(KICKSTART)
+    (source / "README.txt").write_text("A sample ISO source made by manage.py demo.\n")
+    catalog.write_text(json.dumps({"Demo Linux (sample)": DEMO_SOURCE}, indent=2) + "\n")
+    return True
+
+
+class Command(BaseCommand):
+    help = "Set up a demo portal (database, sample ISO source, demo login) and run it."
+
+    def add_arguments(self, parser: CommandParser) -> None:
+        parser.add_argument("--addrport", default="127.0.0.1:8000", help="Where to serve.")
+        parser.add_argument("--no-serve", action="store_true", help="Set up only; do not serve.")
+
+    def handle(self, *args: Any, **options: Any) -> None:
+        call_command("migrate", interactive=False, verbosity=0)
+        location = Path(settings.KICKSTART_FILES_LOCATION)
+        location.mkdir(parents=True, exist_ok=True)
+        if make_sample_source(location):
+            self.stdout.write(f"Made a sample ISO source in {location}")
+        user, created = User.objects.get_or_create(username=DEMO_USER, defaults={"is_staff": True})
+        if created:
+            user.set_password(DEMO_PASSWORD)
+            user.save()
+            user.groups.add(Group.objects.get(name="admin"))
+        url = f"http://{options['addrport']}"
+        self.stdout.write(
+            self.style.SUCCESS(f"\nPortal ready: {url}/  (log in as {DEMO_USER} / {DEMO_PASSWORD})\n")
+            + f"Admin: {url}/admin/\n"
+            + "Try it with curl:\n"
+            + f"  curl -c jar -H 'Content-Type: application/json' -d '{{\"u\":\"{DEMO_USER}\",\"p\":\"{DEMO_PASSWORD}\"}}' {url}/api/5.0/user/login\n"
+            + f"  curl -b jar -H 'Content-Type: application/json' -OJ -d '{{\"osversionDir\":\"{DEMO_SOURCE}\",\"hostName\":\"edge1\","
+            + '"domainName":"cdn.example","rootPass":"changeme","dhcp":"yes","interfaceMtu":1500}\' '
+            + f"{url}/api/5.0/isos\n"
+        )
+        if not options["no_serve"]:
+            # --insecure: serve the admin's static files with DEBUG off, on this laptop only.
+            call_command("runserver", options["addrport"], insecure_serving=True, use_reloader=False)

@@ -1,0 +1,65 @@
+"""ISO permissions and the audit record of every attempt to generate an ISO.
+
+``IsoPermission`` has no table: it only carries the two Traffic Ops permissions,
+ISO:GENERATE and ISO:READ, as Django permissions (``isos.generate_iso``,
+``isos.read_iso``). ``IsoBuild`` is the audit trail: who asked for which host's ISO, when,
+and what came of it. It never holds the root password.
+"""
+
+from __future__ import annotations
+
+from django.conf import settings
+from django.db import models
+
+GENERATE_ISO = "isos.generate_iso"
+READ_ISO = "isos.read_iso"
+# Traffic Ops' names for the permissions, in the order its 403 message lists them.
+PERMISSION_LABELS = {GENERATE_ISO: "ISO:GENERATE", READ_ISO: "ISO:READ"}
+
+
+class IsoPermission(models.Model):
+    """Holder of the ISO permissions; never stored."""
+
+    class Meta:
+        managed = False
+        default_permissions = ()
+        permissions = [("generate_iso", "ISO:GENERATE"), ("read_iso", "ISO:READ")]
+
+
+class IsoBuild(models.Model):
+    """One attempt to generate an ISO, from the request to the last byte sent."""
+
+    class Outcome(models.TextChoices):
+        STREAMING = "streaming", "streaming"
+        BUILT = "built", "built"
+        REFUSED = "refused", "refused"
+        FAILED = "failed", "failed"
+        CLIENT_WENT_AWAY = "client_went_away", "client went away"
+
+    user = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL
+    )
+    username = models.CharField(max_length=150, help_text="Kept when the user is deleted.")
+    started_at = models.DateTimeField(auto_now_add=True, db_index=True)
+    finished_at = models.DateTimeField(null=True, blank=True)
+    fqdn = models.CharField(max_length=253, blank=True, db_index=True)
+    osversion_dir = models.CharField(max_length=1024, blank=True)
+    outcome = models.CharField(max_length=20, choices=Outcome.choices, db_index=True)
+    detail = models.TextField(blank=True, help_text="Why it was refused or failed.")
+    iso_size = models.BigIntegerField(null=True, blank=True)
+    bytes_sent = models.BigIntegerField(default=0)
+    client_address = models.GenericIPAddressField(null=True, blank=True)
+    # The request's settings (never the root password), to generate the same ISO again.
+    request_settings = models.JSONField(default=dict, blank=True)
+
+    class Meta:
+        ordering = ["-started_at", "-id"]
+        verbose_name = "ISO build"
+
+    def __str__(self) -> str:
+        return f"{self.fqdn or '?'} ({self.osversion_dir or '?'}): {self.outcome}"
+
+    @property
+    def change_log_message(self) -> str:
+        """The line Traffic Ops writes to its change log for a built ISO."""
+        return f"ISO: {self.fqdn}, ID: N/A, ACTION: Created ISO, keys: {{ OS:{self.osversion_dir} }}"

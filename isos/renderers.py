@@ -1,0 +1,40 @@
+"""Binary renderers, so DRF's content negotiation accepts clients that ask for an ISO.
+
+DRF negotiates the response format before it checks permissions: a client sending
+``Accept: application/download`` (or ``application/x-iso9660-image``) would get 406 unless
+a renderer claims the type. The ISO itself is a ``StreamingHttpResponse`` that DRF does
+not render; these renderers only ever see alerts, which go out as JSON (see
+``GenerateIsoView.finalize_response``).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from rest_framework.renderers import BaseRenderer, JSONRenderer
+
+
+class IsoDownloadRenderer(BaseRenderer):
+    media_type = "application/download"
+    format = "iso"
+    charset = None
+    render_style = "binary"
+
+    def render(
+        self,
+        data: Any,
+        accepted_media_type: str | None = None,
+        renderer_context: dict[str, Any] | None = None,
+    ) -> bytes:
+        return JSONRenderer().render(data)
+
+
+class Iso9660Renderer(IsoDownloadRenderer):
+    media_type = "application/x-iso9660-image"
+
+
+class OctetStreamRenderer(IsoDownloadRenderer):
+    media_type = "application/octet-stream"
+
+
+BINARY_RENDERERS = (IsoDownloadRenderer, Iso9660Renderer, OctetStreamRenderer)

@@ -1,0 +1,390 @@
+"""The rules of a ``POST isos`` request, in one place for the API, the form and the admin.
+
+Traffic Ops' decoding is kept (keys match case-insensitively, dhcp and MTU have loose
+types, unknown keys are ignored), every rule of API.md is checked, and *every* broken
+rule is reported at once, in Traffic Ops' order first, then ours. Each message names its
+field so it reads well both joined into one alert and shown beside a form field.
+
+Every value that reaches a cfg file has passed a pattern that admits no quote,
+backslash, dollar, backtick, newline or space: the installer ``source``s those files.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import re
+from collections.abc import Mapping
+from typing import Any
+
+from rest_framework import serializers
+
+from isos.kickstart import IsoRequest
+
+HOST_LABEL = re.compile(r"^(?!-)[A-Za-z0-9-]{1,63}(?<!-)$")
+INTERFACE_NAME = re.compile(r"^[A-Za-z0-9_.-]{1,15}$")
+DISK_SEGMENT = re.compile(r"^[A-Za-z0-9_.:+@,=-]+$")
+MTU_RANGE = (1280, 9216)
+MAX_FQDN = 253
+DHCP_WORDS = {"yes": True, "true": True, "1": True, "no": False, "false": False, "0": False}
+
+# Traffic Ops' rules and messages, in its order (API.md).
+REQUIRED_FIELDS = ["osversionDir", "hostName", "domainName", "rootPass", "dhcp", "interfaceMtu"]
+REQUIRED_WITH_MGMT = ["mgmtInterface", "mgmtIpGateway"]
+REQUIRED_WITHOUT_DHCP = ["ipAddress", "ipNetmask", "ipGateway"]
+# Ignored (neither checked nor written) when dhcp is yes.
+STATIC_ONLY_FIELDS = {"ipAddress", "ipNetmask", "ipGateway", "ip6Address", "ip6Gateway"}
+
+
+class RuleField(serializers.Field):  # type: ignore[type-arg]
+    """A field whose ``check`` returns the clean value or raises with a full sentence.
+
+    Values arrive as JSON types: strings must be strings (Traffic Ops refuses a number
+    where a string belongs), and are trimmed unless ``trim`` is off.
+    """
+
+    max_length = 255
+    trim = True
+
+    def __init__(self, **kwargs: Any) -> None:
+        kwargs.setdefault("required", False)
+        kwargs.setdefault("allow_null", True)
+        super().__init__(**kwargs)
+
+    def fail_with(self, rule: str) -> serializers.ValidationError:
+        return serializers.ValidationError(f"{self.field_name} {rule}")
+
+    def to_internal_value(self, data: Any) -> Any:
+        if not isinstance(data, str):
+            raise self.fail_with("must be a string")
+        text = data.strip() if self.trim else data
+        if len(text) > self.max_length:
+            raise self.fail_with(f"must be at most {self.max_length} characters")
+        return self.check(text)
+
+    def check(self, text: str) -> Any:
+        return text
+
+    def to_representation(self, value: Any) -> Any:
+        return value
+
+
+class OsVersionDirField(RuleField):
+    max_length = 1024
+
+
+class HostNameField(RuleField):
+    max_length = 63
+
+    def check(self, text: str) -> str:
+        if not HOST_LABEL.match(text):
+            raise self.fail_with("must be a valid host name (letters, digits and inner hyphens)")
+        return text
+
+
+class DomainNameField(RuleField):
+    max_length = MAX_FQDN
+
+    def check(self, text: str) -> str:
+        if not all(HOST_LABEL.match(label) for label in text.split(".")):
+            raise self.fail_with("must be a valid domain name (dot-separated host names)")
+        return text
+
+
+class RootPassField(RuleField):
+    max_length = 1024
+    trim = False  # spaces are part of a password
+
+    def check(self, text: str) -> str:
+        if "\x00" in text:
+            raise self.fail_with("must not contain NUL characters")
+        return text
+
+
+class DhcpField(RuleField):
+    """yes/no, true/false, 1/0 in any case, or a JSON boolean."""
+
+    def to_internal_value(self, data: Any) -> bool:
+        if isinstance(data, bool):
+            return data
+        if isinstance(data, int) and data in (0, 1):
+            return bool(data)
+        if isinstance(data, str) and data.strip().lower() in DHCP_WORDS:
+            return DHCP_WORDS[data.strip().lower()]
+        raise self.fail_with("must be yes or no")
+
+
+class MtuField(RuleField):
+    """An integer, or a string holding one, within the range an Ethernet link allows."""
+
+    def to_internal_value(self, data: Any) -> int:
+        if isinstance(data, bool):
+            raise self.fail_with("must be an integer")
+        if isinstance(data, str) and re.fullmatch(r"\s*\d{1,6}\s*", data):
+            data = int(data)
+        if not isinstance(data, int):
+            raise self.fail_with("must be an integer")
+        low, high = MTU_RANGE
+        if not low <= data <= high:
+            raise self.fail_with(f"must be between {low} and {high} (1500 is the norm, 9000 for jumbo frames)")
+        return data
+
+
+class IPv4Field(RuleField):
+    max_length = 15
+
+    def check(self, text: str) -> str:
+        try:
+            return str(ipaddress.IPv4Address(text))
+        except ValueError:
+            raise self.fail_with("must be a valid IPv4 address") from None
+
+
+class NetmaskField(RuleField):
+    """A dotted IPv4 netmask whose one-bits are contiguous."""
+
+    max_length = 15
+
+    def check(self, text: str) -> str:
+        try:
+            mask = int(ipaddress.IPv4Address(text))
+        except ValueError:
+            mask = -1
+        inverted = ~mask & 0xFFFFFFFF
+        if mask < 0 or inverted & (inverted + 1):
+            raise self.fail_with("must be a valid IPv4 netmask, e.g. 255.255.255.0")
+        return text
+
+
+def parse_ipv6(text: str, allow_prefix: bool) -> str | None:
+    """The normal form of an IPv6 address (with its prefix when allowed), or None.
+
+    IPv4, IPv4-mapped and dotted forms are refused, and so are zone indexes ("%eth0").
+    """
+    if "." in text or "%" in text:
+        return None
+    address, slash, prefix = text.partition("/")
+    if slash and not (allow_prefix and prefix.isdigit() and int(prefix) <= 128):
+        return None
+    try:
+        parsed = ipaddress.IPv6Address(address)
+    except ValueError:
+        return None
+    if parsed.ipv4_mapped is not None:
+        return None
+    return f"{parsed}/{int(prefix)}" if slash else str(parsed)
+
+
+class IPv6InterfaceField(RuleField):
+    max_length = 64
+
+    def check(self, text: str) -> str:
+        normal = parse_ipv6(text, allow_prefix=True)
+        if normal is None:
+            raise self.fail_with("must be a valid IPv6 address (with optional CIDR prefix)")
+        return normal
+
+
+class IPv6Field(RuleField):
+    max_length = 64
+
+    def check(self, text: str) -> str:
+        normal = parse_ipv6(text, allow_prefix=False)
+        if normal is None:
+            raise self.fail_with("must be a valid IPv6 address (without prefix)")
+        return normal
+
+
+class IPAnyField(RuleField):
+    """An IPv4 address or an IPv6 one (the management interface may be either)."""
+
+    max_length = 64
+
+    def check(self, text: str) -> str:
+        if ":" in text:
+            normal = parse_ipv6(text, allow_prefix=True)
+        else:
+            try:
+                normal = str(ipaddress.IPv4Address(text))
+            except ValueError:
+                normal = None
+        if normal is None:
+            raise self.fail_with("must be a valid IPv4 or IPv6 address")
+        return normal
+
+
+class InterfaceNameField(RuleField):
+    max_length = 15
+
+    def check(self, text: str) -> str:
+        if not INTERFACE_NAME.match(text) or text in {".", ".."}:
+            raise self.fail_with(
+                "must be a Linux interface name (at most 15 letters, digits, _ . -)"
+            )
+        return text
+
+
+class DiskField(RuleField):
+    """A block device name under /dev/: sda, nvme0n1, disk/by-id/wwn-0x5000c500a1b2c3d4."""
+
+    def check(self, text: str) -> str:
+        segments = text.split("/")
+        if not all(DISK_SEGMENT.match(s) and s not in {".", ".."} for s in segments):
+            raise self.fail_with(
+                "must be a device name under /dev/ without the /dev/ prefix, "
+                "e.g. sda, nvme0n1 or disk/by-id/wwn-0x5000c500a1b2c3d4"
+            )
+        return text
+
+
+FIELD_ATTRIBUTES = {
+    "osversionDir": "osversion_dir",
+    "hostName": "host_name",
+    "domainName": "domain_name",
+    "rootPass": "root_pass",
+    "dhcp": "dhcp",
+    "ipAddress": "ip_address",
+    "ipNetmask": "ip_netmask",
+    "ipGateway": "ip_gateway",
+    "ip6Address": "ip6_address",
+    "ip6Gateway": "ip6_gateway",
+    "interfaceMtu": "interface_mtu",
+    "interfaceName": "interface_name",
+    "disk": "disk",
+    "mgmtIpAddress": "mgmt_ip_address",
+    "mgmtIpNetmask": "mgmt_ip_netmask",
+    "mgmtIpGateway": "mgmt_ip_gateway",
+    "mgmtInterface": "mgmt_interface",
+}
+FIELDS_BY_LOWER_NAME = {name.lower(): name for name in FIELD_ATTRIBUTES}
+
+
+def canonical_keys(data: Mapping[Any, Any]) -> dict[str, Any]:
+    """Traffic Ops' decoding: keys match case-insensitively, the last duplicate wins."""
+    canonical: dict[str, Any] = {}
+    for key, value in data.items():
+        name = FIELDS_BY_LOWER_NAME.get(str(key).lower())
+        if name is not None:
+            canonical[name] = value
+    return canonical
+
+
+def is_blank(value: Any) -> bool:
+    """Missing, null or an empty string: Go's zero value, which Traffic Ops treats as absent."""
+    return value is None or (isinstance(value, str) and value.strip() == "")
+
+
+class IsoRequestSerializer(serializers.Serializer):  # type: ignore[type-arg]
+    """Validates a request; ``validated_data`` becomes an :class:`IsoRequest`.
+
+    ``context["offered_directories"]`` holds the osversionDir values this user may use.
+    After ``is_valid()`` fails, ``alert_text`` is the one line an API client gets and
+    ``errors`` maps each field to its messages (for forms).
+    """
+
+    osversionDir = OsVersionDirField(label="OS version directory")
+    hostName = HostNameField(label="Host name")
+    domainName = DomainNameField(label="Domain name")
+    rootPass = RootPassField(label="Root password", write_only=True, style={"input_type": "password"})
+    dhcp = DhcpField(label="DHCP (yes/no)")
+    ipAddress = IPv4Field(label="IPv4 address")
+    ipNetmask = NetmaskField(label="IPv4 netmask")
+    ipGateway = IPv4Field(label="IPv4 gateway")
+    ip6Address = IPv6InterfaceField(label="IPv6 address (optional /prefix)")
+    ip6Gateway = IPv6Field(label="IPv6 gateway")
+    interfaceMtu = MtuField(label="Interface MTU")
+    interfaceName = InterfaceNameField(label="Interface name (bondN makes an LACP bond)")
+    disk = DiskField(label="Boot disk (e.g. sda)")
+    mgmtIpAddress = IPAnyField(label="Management IP address")
+    mgmtIpNetmask = NetmaskField(label="Management netmask")
+    mgmtIpGateway = IPAnyField(label="Management gateway")
+    mgmtInterface = InterfaceNameField(label="Management interface")
+
+    alert_text = ""
+
+    def to_internal_value(self, data: Any) -> dict[str, Any]:
+        if not isinstance(data, Mapping):
+            raise serializers.ValidationError({"non_field_errors": ["expected a JSON object"]})
+        raw = canonical_keys(data)
+        values: dict[str, Any] = {}
+        format_errors: dict[str, str] = {}
+        dhcp_given = not is_blank(raw.get("dhcp"))
+        dhcp = self._check("dhcp", raw, values, format_errors) if dhcp_given else None
+        for name in self.fields:
+            if name == "dhcp" or is_blank(raw.get(name)):
+                continue
+            if dhcp is True and name in STATIC_ONLY_FIELDS:
+                continue  # ignored with dhcp, as in Traffic Ops
+            self._check(name, raw, values, format_errors)
+
+        required: list[tuple[str, str]] = [
+            (name, f"{name} is required") for name in REQUIRED_FIELDS if is_blank(raw.get(name))
+        ]
+        if not is_blank(raw.get("mgmtIpAddress")):
+            required += [
+                (name, f"{name} is required when mgmtIpAddress is provided")
+                for name in REQUIRED_WITH_MGMT
+                if is_blank(raw.get(name))
+            ]
+        if dhcp is False:
+            required += [
+                (name, f"{name} is required if DHCP is no")
+                for name in REQUIRED_WITHOUT_DHCP
+                if is_blank(raw.get(name))
+            ]
+        ordered = required
+        # ip6Address's message is one of Traffic Ops' own and keeps its place.
+        if "ip6Address" in format_errors:
+            ordered.append(("ip6Address", format_errors.pop("ip6Address")))
+        ordered += list(format_errors.items())
+        ordered += self._cross_field_errors(values)
+        if ordered:
+            errors: dict[str, list[str]] = {}
+            for name, message in ordered:
+                errors.setdefault(name, []).append(message)
+            self.alert_text = "validating: " + ", ".join(message for _, message in ordered)
+            raise serializers.ValidationError(errors)
+
+        offered = self.context.get("offered_directories", ())
+        if values["osversionDir"] not in offered:
+            message = f'invalid OS version directory: "{values["osversionDir"]}"'
+            self.alert_text = message  # Traffic Ops' own alert, without "validating: "
+            raise serializers.ValidationError({"osversionDir": [message]})
+        return values
+
+    def _check(
+        self, name: str, raw: dict[str, Any], values: dict[str, Any], errors: dict[str, str]
+    ) -> Any:
+        """Run one field's rule, filing its value or its message."""
+        try:
+            values[name] = self.fields[name].run_validation(raw[name])
+        except serializers.ValidationError as error:
+            detail = error.detail
+            errors[name] = str(detail[0] if isinstance(detail, list) else detail)
+            return None
+        return values[name]
+
+    @staticmethod
+    def _cross_field_errors(values: dict[str, Any]) -> list[tuple[str, str]]:
+        """Rules between fields that each passed their own rule."""
+        errors = []
+        host, domain = values.get("hostName"), values.get("domainName")
+        if host and domain and len(f"{host}.{domain}") > MAX_FQDN:
+            errors.append(("domainName", f"the FQDN hostName.domainName must be at most {MAX_FQDN} characters"))
+        address, gateway = values.get("mgmtIpAddress"), values.get("mgmtIpGateway")
+        if address and gateway and (":" in address) != (":" in gateway):
+            errors.append(("mgmtIpGateway", "mgmtIpGateway must be of the same IP family as mgmtIpAddress"))
+        return errors
+
+    def iso_request(self) -> IsoRequest:
+        """The validated request as the value kickstart rendering takes."""
+        data = self.validated_data
+        return IsoRequest(**{FIELD_ATTRIBUTES[name]: value for name, value in data.items()})
+
+    def safe_settings(self) -> dict[str, Any]:
+        """What the audit may keep of the request: everything but the root password."""
+        raw = canonical_keys(self.initial_data if isinstance(self.initial_data, Mapping) else {})
+        return {
+            name: value
+            for name, value in raw.items()
+            if name != "rootPass" and isinstance(value, (str, int, bool)) and len(str(value)) <= 1024
+        }

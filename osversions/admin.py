@@ -1,0 +1,18 @@
+"""OS versions in the Django admin, with guardian's per-row permission screens."""
+
+from django.contrib import admin
+from guardian.admin import GuardedModelAdmin
+
+from osversions.models import OsVersion
+
+
+@admin.register(OsVersion)
+class OsVersionAdmin(GuardedModelAdmin):  # type: ignore[misc]
+    list_display = ["name", "directory", "available", "last_synced"]
+    list_filter = ["available"]
+    search_fields = ["name", "directory"]
+    # Rows mirror osversions.json: edit the file, not the rows.
+    readonly_fields = ["name", "directory", "available", "first_seen", "last_synced"]
+
+    def has_add_permission(self, request):  # type: ignore[no-untyped-def]
+        return False

@@ -1,0 +1,53 @@
+"""``user/login`` and ``user/logout``: the session that Traffic Ops scripts hold.
+
+A script POSTs ``{"u": ..., "p": ...}``, keeps the session cookie it gets back and sends
+it with every later call, exactly as with Traffic Ops.
+"""
+
+from __future__ import annotations
+
+import logging
+
+from django.contrib.auth import authenticate, login, logout
+from rest_framework import status
+from rest_framework.permissions import AllowAny, IsAuthenticated
+from rest_framework.request import Request
+from rest_framework.response import Response
+from rest_framework.views import APIView
+
+from portal.alerts import alert_response
+from portal.authentication import check_script_request
+from portal.json_body import json_object
+
+logger = logging.getLogger(__name__)
+
+
+class LoginView(APIView):
+    """POST user/login: check the credentials and start a session."""
+
+    authentication_classes: list[type] = []  # logging in needs no session yet
+    permission_classes = [AllowAny]
+
+    def post(self, request: Request, version: str) -> Response:
+        check_script_request(request._request)
+        body = json_object(request)
+        username, password = body.get("u"), body.get("p")
+        if not (isinstance(username, str) and username and isinstance(password, str) and password):
+            return alert_response(status.HTTP_400_BAD_REQUEST, "username and password are required")
+        user = authenticate(request._request, username=username, password=password)
+        if user is None:
+            logger.info("login refused for user %r", username)
+            return alert_response(status.HTTP_401_UNAUTHORIZED, "Invalid username or password.")
+        login(request._request, user)
+        logger.info("login of user %r", username)
+        return alert_response(status.HTTP_200_OK, "Successfully logged in.", level="success")
+
+
+class LogoutView(APIView):
+    """POST user/logout: end the session."""
+
+    permission_classes = [IsAuthenticated]
+
+    def post(self, request: Request, version: str) -> Response:
+        logout(request._request)
+        return alert_response(status.HTTP_200_OK, "You are logged out.", level="success")

@@ -1,0 +1,33 @@
+"""The portal's routes: the Traffic Ops API under every supported version, and the admin.
+
+A portal that already exists plugs the apps in the same way: include
+``osversions.urls.api_urlpatterns`` and ``isos.urls.api_urlpatterns`` under its API prefix.
+"""
+
+from django.contrib import admin
+from django.urls import include, path, re_path
+
+from isos.urls import api_urlpatterns as isos_api
+from osversions.urls import api_urlpatterns as osversions_api
+from portal import views
+from portal.auth_api import LoginView, LogoutView
+
+# Traffic Ops clients pick a version; the Python client defaults to 4.1.
+API_VERSIONS = ("3.0", "4.0", "4.1", "5.0")
+API_PREFIX = r"^api/(?P<version>" + "|".join(v.replace(".", r"\.") for v in API_VERSIONS) + ")/"
+
+api_urlpatterns = [
+    re_path(r"^user/login/?$", LoginView.as_view(), name="user-login"),
+    re_path(r"^user/logout/?$", LogoutView.as_view(), name="user-logout"),
+    *osversions_api,
+    *isos_api,
+]
+
+urlpatterns = [
+    re_path(API_PREFIX, include((api_urlpatterns, "api"))),
+    path("admin/", admin.site.urls),
+    path("", views.home, name="home"),
+]
+
+handler404 = views.not_found
+handler500 = views.server_error

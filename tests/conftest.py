@@ -1,0 +1,158 @@
+"""Shared fixtures: a real kickstart files location, users of every role, API clients.
+
+The database is migrated for real (pytest-django runs the migrations), so the groups the
+data migration makes are the ones tested.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import secrets
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from django.contrib.auth.models import Group, User
+from django.db import connection
+from django.test import Client
+
+from tests.sources import make_source_tree
+
+PASSWORD = "correct horse battery staple"
+CATALOG = {"CentOS 7.2": "centos72", "Rocky Linux 8": "rocky/8"}
+
+
+@pytest.fixture
+def kickstart_location(tmp_path: Path, settings: Any) -> Path:
+    """A kickstart files location with osversions.json and two real source trees."""
+    location = tmp_path / "kickstart"
+    location.mkdir()
+    for directory in CATALOG.values():
+        make_source_tree(location / directory)
+    (location / "osversions.json").write_text(json.dumps(CATALOG))
+    settings.KICKSTART_FILES_LOCATION = location
+    settings.ISO_NAMESERVERS = ["8.8.8.8", "8.8.4.4"]
+    return location
+
+
+@pytest.fixture
+def make_user(db: Any) -> Callable[..., User]:
+    """A user in the given groups (``superuser=True`` for a superuser)."""
+
+    def make(username: str, *groups: str, superuser: bool = False) -> User:
+        user = User.objects.create_user(username, password=PASSWORD, is_superuser=superuser)
+        for name in groups:
+            user.groups.add(Group.objects.get(name=name))
+        return user
+
+    return make
+
+
+@pytest.fixture
+def client_for(make_user: Callable[..., User]) -> Callable[..., Client]:
+    """A test client logged in (through the real session) as a new user in ``groups``."""
+
+    def make(*groups: str, superuser: bool = False, username: str | None = None) -> Client:
+        name = username or ("-".join(groups) or ("root" if superuser else "nobody"))
+        user = make_user(name, *groups, superuser=superuser)
+        client = Client()
+        client.force_login(user)
+        return client
+
+    return make
+
+
+@pytest.fixture
+def operations_client(client_for: Callable[..., Client], kickstart_location: Path) -> Client:
+    return client_for("operations")
+
+
+def database_url() -> str:
+    """A URL for the test database, for a server process of its own."""
+    db = connection.settings_dict
+    if db["ENGINE"] == "django.db.backends.sqlite3":
+        return f"sqlite:///{db['NAME']}"
+    return f"postgres://{db['USER']}:{db['PASSWORD']}@{db['HOST'] or '127.0.0.1'}:{db['PORT'] or 5432}/{db['NAME']}"
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+@pytest.fixture
+def portal_server(transactional_db: Any, kickstart_location: Path, tmp_path: Path) -> Iterator[str]:
+    """The portal under gunicorn on loopback (2 workers, 4 threads), on the test database."""
+    port = free_port()
+    env = {
+        **os.environ,
+        "DATABASE_URL": database_url(),
+        "KICKSTART_FILES_LOCATION": str(kickstart_location),
+        "ISO_NAMESERVERS": "8.8.8.8,8.8.4.4",
+        "SECRET_KEY": secrets.token_urlsafe(50),
+        "ALLOWED_HOSTS": "127.0.0.1",
+    }
+    log = (tmp_path / "gunicorn.log").open("wb")
+    server = subprocess.Popen(
+        [sys.executable, "-m", "gunicorn", "portal.wsgi", "--bind", f"127.0.0.1:{port}",
+         "--workers", "2", "--threads", "4", "--timeout", "120"],
+        env=env, stdout=log, stderr=subprocess.STDOUT,
+    )
+    try:
+        deadline = time.monotonic() + 30
+        while True:
+            try:
+                socket.create_connection(("127.0.0.1", port), timeout=1).close()
+                break
+            except OSError:
+                if server.poll() is not None or time.monotonic() > deadline:
+                    raise RuntimeError((tmp_path / "gunicorn.log").read_text()) from None
+                time.sleep(0.1)
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        server.terminate()
+        server.wait(timeout=30)
+        log.close()
+
+
+def post_json(client: Client, path: str, body: Any, **extra: Any) -> Any:
+    """POST a JSON body the way Traffic Ops clients do (no CSRF token)."""
+    return client.post(path, data=json.dumps(body), content_type="application/json", **extra)
+
+
+def static_request(**overrides: Any) -> dict[str, Any]:
+    """The API.md example request (static addressing), with overrides."""
+    body: dict[str, Any] = {
+        "osversionDir": "centos72",
+        "hostName": "test",
+        "domainName": "quest",
+        "rootPass": "twelve",
+        "dhcp": "no",
+        "ipAddress": "1.3.3.7",
+        "ipNetmask": "255.255.255.255",
+        "ipGateway": "8.0.0.8",
+        "ip6Address": "1::3:3:7",
+        "ip6Gateway": "8::8",
+        "interfaceMtu": 1500,
+        "interfaceName": "eth0",
+        "disk": "sda",
+    }
+    body.update(overrides)
+    return {key: value for key, value in body.items() if value is not None}
+
+
+def close_response(response: Any) -> None:
+    """Close a streamed response early, as a WSGI server does when a client goes away.
+
+    The test client wraps the stream in a generator that closes the response with
+    request_finished's connection-closing handler detached (closing the response directly
+    would close the test's database connection); closing that generator does it its way.
+    """
+    response._iterator.close()
