@@ -10,11 +10,13 @@ from __future__ import annotations
 
 import logging
 import re
-from typing import Any
+from typing import Any, NoReturn
 from urllib.parse import quote
 
 from django.conf import settings
 from django.http import HttpResponseBase, StreamingHttpResponse
+from django.utils.decorators import method_decorator
+from django.views.decorators.debug import sensitive_post_parameters, sensitive_variables
 from rest_framework import status
 from rest_framework.renderers import BrowsableAPIRenderer, JSONRenderer
 from rest_framework.request import Request
@@ -55,6 +57,8 @@ def nameservers() -> list[str]:
     return list(settings.ISO_NAMESERVERS) or nameservers_from_resolv_conf(settings.RESOLV_CONF)
 
 
+# Error reports (DEBUG pages, admin mails) must never show the root password.
+@method_decorator(sensitive_post_parameters("rootPass", "rootpass", "confirmRootPass"), name="dispatch")
 class GenerateIsoView(APIView):
     """Builds and streams a per-host installer ISO."""
 
@@ -65,12 +69,16 @@ class GenerateIsoView(APIView):
         """Used by the browsable API to draw its form."""
         return IsoRequestSerializer(*args, **kwargs)
 
-    def permission_denied(self, request: Request, message: str | None = None, code: str | None = None) -> None:
+    def permission_denied(
+        self, request: Request, message: str | None = None, code: str | None = None
+    ) -> NoReturn:
         if request.user.is_authenticated:
-            record_attempt(request._request, IsoBuild.Outcome.REFUSED, str(message or "permission denied"))
+            reason = str(message or "permission denied")
+            record_attempt(request._request, IsoBuild.Outcome.REFUSED, reason)
         super().permission_denied(request, message, code)
 
-    def finalize_response(self, request: Request, response: HttpResponseBase, *args: Any, **kwargs: Any) -> HttpResponseBase:
+    def finalize_response(self, request: Request, response: Response, *args: Any, **kwargs: Any) -> Response:
+        # (DRF's stubs say Response; the ISO's StreamingHttpResponse passes through too.)
         # Alerts go out as JSON even to a client that asked only for an ISO.
         if isinstance(response, Response) and isinstance(
             getattr(request, "accepted_renderer", None), BINARY_RENDERERS
@@ -79,6 +87,7 @@ class GenerateIsoView(APIView):
             request.accepted_media_type = JSONRenderer.media_type
         return super().finalize_response(request, response, *args, **kwargs)
 
+    @method_decorator(sensitive_variables("body", "serializer", "iso_request", "files"))
     def post(self, request: Request, version: str) -> HttpResponseBase:
         django_request = request._request
         try:
@@ -91,9 +100,7 @@ class GenerateIsoView(APIView):
         except CatalogError as error:
             return self.failure(request, f"osversions: {error}", {})
 
-        serializer = IsoRequestSerializer(
-            data=body, context={"offered_directories": set(catalog.values())}
-        )
+        serializer = IsoRequestSerializer(data=body, context={"offered_directories": set(catalog.values())})
         safe_settings = serializer.safe_settings()
         if not serializer.is_valid():
             record_attempt(django_request, IsoBuild.Outcome.REFUSED, serializer.alert_text, safe_settings)
@@ -115,9 +122,7 @@ class GenerateIsoView(APIView):
         build = record_attempt(
             django_request, IsoBuild.Outcome.STREAMING, settings=safe_settings, iso_size=image.size
         )
-        response = StreamingHttpResponse(
-            AuditedStream(image, build), content_type="application/download"
-        )
+        response = StreamingHttpResponse(AuditedStream(image, build), content_type="application/download")
         response["Content-Length"] = str(image.size)
         response["Content-Disposition"] = content_disposition(iso_filename(iso_request))
         response["Cache-Control"] = "no-store"

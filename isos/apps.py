@@ -28,6 +28,4 @@ class IsosConfig(AppConfig):
 
     def ready(self) -> None:
         # Runs after auth has made this migration's permission rows (isos is the last app).
-        post_migrate.connect(
-            give_admin_group_everything, sender=self, dispatch_uid="isos-admin-group"
-        )
+        post_migrate.connect(give_admin_group_everything, sender=self, dispatch_uid="isos-admin-group")

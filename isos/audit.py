@@ -94,5 +94,9 @@ class AuditedStream:
         )
         logger.info(
             "ISO build %s %s: %s, %d of %s bytes sent",
-            self._build.pk, outcome, self._build, self._bytes_sent, self._build.iso_size,
+            self._build.pk,
+            outcome,
+            self._build,
+            self._bytes_sent,
+            self._build.iso_size,
         )

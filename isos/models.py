@@ -25,6 +25,9 @@ class IsoPermission(models.Model):
         default_permissions = ()
         permissions = [("generate_iso", "ISO:GENERATE"), ("read_iso", "ISO:READ")]
 
+    def __str__(self) -> str:
+        return "ISO permissions"
+
 
 class IsoBuild(models.Model):
     """One attempt to generate an ISO, from the request to the last byte sent."""
@@ -36,9 +39,7 @@ class IsoBuild(models.Model):
         FAILED = "failed", "failed"
         CLIENT_WENT_AWAY = "client_went_away", "client went away"
 
-    user = models.ForeignKey(
-        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL
-    )
+    user = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL)
     username = models.CharField(max_length=150, help_text="Kept when the user is deleted.")
     started_at = models.DateTimeField(auto_now_add=True, db_index=True)
     finished_at = models.DateTimeField(null=True, blank=True)

@@ -9,6 +9,7 @@ not render; these renderers only ever see alerts, which go out as JSON (see
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any
 
 from rest_framework.renderers import BaseRenderer, JSONRenderer
@@ -24,7 +25,7 @@ class IsoDownloadRenderer(BaseRenderer):
         self,
         data: Any,
         accepted_media_type: str | None = None,
-        renderer_context: dict[str, Any] | None = None,
+        renderer_context: Mapping[str, Any] | None = None,
     ) -> bytes:
         return JSONRenderer().render(data)
 

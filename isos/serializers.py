@@ -125,7 +125,9 @@ class MtuField(RuleField):
             raise self.fail_with("must be an integer")
         low, high = MTU_RANGE
         if not low <= data <= high:
-            raise self.fail_with(f"must be between {low} and {high} (1500 is the norm, 9000 for jumbo frames)")
+            raise self.fail_with(
+                f"must be between {low} and {high} (1500 is the norm, 9000 for jumbo frames)"
+            )
         return data
 
 
@@ -217,9 +219,7 @@ class InterfaceNameField(RuleField):
 
     def check(self, text: str) -> str:
         if not INTERFACE_NAME.match(text) or text in {".", ".."}:
-            raise self.fail_with(
-                "must be a Linux interface name (at most 15 letters, digits, _ . -)"
-            )
+            raise self.fail_with("must be a Linux interface name (at most 15 letters, digits, _ . -)")
         return text
 
 
@@ -309,7 +309,7 @@ class IsoRequestSerializer(serializers.Serializer):  # type: ignore[type-arg]
         format_errors: dict[str, str] = {}
         dhcp_given = not is_blank(raw.get("dhcp"))
         dhcp = self._check("dhcp", raw, values, format_errors) if dhcp_given else None
-        for name in self.fields:
+        for name in FIELD_ATTRIBUTES:
             if name == "dhcp" or is_blank(raw.get(name)):
                 continue
             if dhcp is True and name in STATIC_ONLY_FIELDS:
@@ -351,9 +351,7 @@ class IsoRequestSerializer(serializers.Serializer):  # type: ignore[type-arg]
             raise serializers.ValidationError({"osversionDir": [message]})
         return values
 
-    def _check(
-        self, name: str, raw: dict[str, Any], values: dict[str, Any], errors: dict[str, str]
-    ) -> Any:
+    def _check(self, name: str, raw: dict[str, Any], values: dict[str, Any], errors: dict[str, str]) -> Any:
         """Run one field's rule, filing its value or its message."""
         try:
             values[name] = self.fields[name].run_validation(raw[name])
@@ -369,7 +367,9 @@ class IsoRequestSerializer(serializers.Serializer):  # type: ignore[type-arg]
         errors = []
         host, domain = values.get("hostName"), values.get("domainName")
         if host and domain and len(f"{host}.{domain}") > MAX_FQDN:
-            errors.append(("domainName", f"the FQDN hostName.domainName must be at most {MAX_FQDN} characters"))
+            errors.append(
+                ("domainName", f"the FQDN hostName.domainName must be at most {MAX_FQDN} characters")
+            )
         address, gateway = values.get("mgmtIpAddress"), values.get("mgmtIpGateway")
         if address and gateway and (":" in address) != (":" in gateway):
             errors.append(("mgmtIpGateway", "mgmtIpGateway must be of the same IP family as mgmtIpAddress"))

@@ -7,7 +7,7 @@ from osversions.models import OsVersion
 
 
 @admin.register(OsVersion)
-class OsVersionAdmin(GuardedModelAdmin):  # type: ignore[misc]
+class OsVersionAdmin(GuardedModelAdmin):
     list_display = ["name", "directory", "available", "last_synced"]
     list_filter = ["available"]
     search_fields = ["name", "directory"]

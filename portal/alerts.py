@@ -76,10 +76,7 @@ def alert_exception_handler(exc: Exception, context: dict[str, Any]) -> Response
     if isinstance(exc, Http404):
         return alert_response(status.HTTP_404_NOT_FOUND, "not found")
     if isinstance(exc, exceptions.APIException):
-        response = alert_response(exc.status_code, _first_text(exc.detail))
-        if isinstance(exc, exceptions.Throttled) and exc.wait is not None:
-            response["Retry-After"] = str(int(exc.wait))
-        return response
+        return alert_response(exc.status_code, _first_text(exc.detail))
     # Anything else is our fault: say so in the log, not in the response.
     logger.exception("unhandled error in %s", context.get("view").__class__.__name__)
     return alert_response(status.HTTP_500_INTERNAL_SERVER_ERROR, INTERNAL_ERROR_TEXT)

@@ -9,6 +9,8 @@ from __future__ import annotations
 import logging
 
 from django.contrib.auth import authenticate, login, logout
+from django.utils.decorators import method_decorator
+from django.views.decorators.debug import sensitive_post_parameters, sensitive_variables
 from rest_framework import status
 from rest_framework.permissions import AllowAny, IsAuthenticated
 from rest_framework.request import Request
@@ -22,12 +24,14 @@ from portal.json_body import json_object
 logger = logging.getLogger(__name__)
 
 
+@method_decorator(sensitive_post_parameters("p"), name="dispatch")
 class LoginView(APIView):
     """POST user/login: check the credentials and start a session."""
 
     authentication_classes: list[type] = []  # logging in needs no session yet
     permission_classes = [AllowAny]
 
+    @method_decorator(sensitive_variables("body", "password"))
     def post(self, request: Request, version: str) -> Response:
         check_script_request(request._request)
         body = json_object(request)

@@ -34,7 +34,7 @@ SCRIPT_HINT = "scripts: send Content-Type: application/json"
 
 def is_json_request(request: HttpRequest) -> bool:
     """True when the body is declared JSON (any charset parameter allowed)."""
-    media_type = request.META.get("CONTENT_TYPE", "").split(";", 1)[0].strip().lower()
+    media_type = str(request.META.get("CONTENT_TYPE", "")).split(";", 1)[0].strip().lower()
     return media_type == "application/json"
 
 

@@ -162,9 +162,7 @@ REST_FRAMEWORK = {
 # --- ISO generation -------------------------------------------------------------------
 
 # Where osversions.json and the ISO source directories live (Traffic Ops: /var/www/files).
-KICKSTART_FILES_LOCATION = Path(
-    os.environ.get("KICKSTART_FILES_LOCATION") or BASE_DIR / "kickstart-files"
-)
+KICKSTART_FILES_LOCATION = Path(os.environ.get("KICKSTART_FILES_LOCATION") or BASE_DIR / "kickstart-files")
 # Nameservers written into network.cfg; empty means the host's /etc/resolv.conf.
 ISO_NAMESERVERS = env_list("ISO_NAMESERVERS", [])
 RESOLV_CONF = Path(os.environ.get("RESOLV_CONF", "/etc/resolv.conf"))

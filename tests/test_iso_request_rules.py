@@ -11,6 +11,10 @@ from isos.models import IsoBuild
 from tests.conftest import post_json, static_request
 
 URL = "/api/5.0/isos"
+DISK_RULE = (
+    "disk must be a device name under /dev/ without the /dev/ prefix, "
+    "e.g. sda, nvme0n1 or disk/by-id/wwn-0x5000c500a1b2c3d4"
+)
 
 
 def alert_of(response: Any) -> str:
@@ -126,12 +130,12 @@ def test_all_broken_rules_reported_together_in_order(operations_client: Client) 
         (
             "disk",
             "../sda",
-            "disk must be a device name under /dev/ without the /dev/ prefix, e.g. sda, nvme0n1 or disk/by-id/wwn-0x5000c500a1b2c3d4",
+            DISK_RULE,
         ),
         (
             "disk",
             "sda`reboot`",
-            "disk must be a device name under /dev/ without the /dev/ prefix, e.g. sda, nvme0n1 or disk/by-id/wwn-0x5000c500a1b2c3d4",
+            DISK_RULE,
         ),
         ("hostName", 42, "hostName must be a string"),
         ("osversionDir", ["centos72"], "osversionDir must be a string"),

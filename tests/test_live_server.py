@@ -11,8 +11,8 @@ import io
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from typing import Any
 from types import SimpleNamespace
+from typing import Any
 from urllib.parse import urlsplit
 
 import pycdlib

@@ -7,7 +7,9 @@ import logging
 from pathlib import Path
 
 import pytest
+from django.db import connection
 from django.test import Client
+from django.test.utils import CaptureQueriesContext
 
 from osversions.catalog import CatalogError, read_catalog_file, resolve_source_directory, sync_catalog
 from osversions.models import OsVersion
@@ -96,8 +98,6 @@ def test_sync_writes_nothing_when_unchanged(
     kickstart_location: Path, django_assert_num_queries: object
 ) -> None:
     sync_catalog()
-    from django.test.utils import CaptureQueriesContext
-    from django.db import connection
 
     with CaptureQueriesContext(connection) as queries:
         sync_catalog()

@@ -77,14 +77,25 @@ class Command(BaseCommand):
             user.save()
             user.groups.add(Group.objects.get(name="admin"))
         url = f"http://{options['addrport']}"
+        login = json.dumps({"u": DEMO_USER, "p": DEMO_PASSWORD})
+        request = json.dumps(
+            {
+                "osversionDir": DEMO_SOURCE,
+                "hostName": "edge1",
+                "domainName": "cdn.example",
+                "rootPass": "changeme",
+                "dhcp": "yes",
+                "interfaceMtu": 1500,
+            }
+        )
+        json_header = "-H 'Content-Type: application/json'"
         self.stdout.write(
-            self.style.SUCCESS(f"\nPortal ready: {url}/  (log in as {DEMO_USER} / {DEMO_PASSWORD})\n")
-            + f"Admin: {url}/admin/\n"
-            + "Try it with curl:\n"
-            + f"  curl -c jar -H 'Content-Type: application/json' -d '{{\"u\":\"{DEMO_USER}\",\"p\":\"{DEMO_PASSWORD}\"}}' {url}/api/5.0/user/login\n"
-            + f"  curl -b jar -H 'Content-Type: application/json' -OJ -d '{{\"osversionDir\":\"{DEMO_SOURCE}\",\"hostName\":\"edge1\","
-            + '"domainName":"cdn.example","rootPass":"changeme","dhcp":"yes","interfaceMtu":1500}\' '
-            + f"{url}/api/5.0/isos\n"
+            self.style.SUCCESS(f"\nPortal ready: {url}/  (log in as {DEMO_USER} / {DEMO_PASSWORD})")
+        )
+        self.stdout.write(
+            f"Admin: {url}/admin/\nTry it with curl:\n"
+            f"  curl -c jar {json_header} -d '{login}' {url}/api/5.0/user/login\n"
+            f"  curl -b jar {json_header} -OJ -d '{request}' {url}/api/5.0/isos\n"
         )
         if not options["no_serve"]:
             # --insecure: serve the admin's static files with DEBUG off, on this laptop only.
