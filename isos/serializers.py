@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import ipaddress
 import re
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any
 
 from rest_framework import serializers
@@ -131,26 +131,14 @@ class MtuField(RuleField):
         return data
 
 
-class IPv4Field(RuleField):
-    max_length = 15
-
-    def check(self, text: str) -> str:
-        try:
-            return str(ipaddress.IPv4Address(text))
-        except ValueError:
-            raise self.fail_with("must be a valid IPv4 address") from None
-
-
 class NetmaskField(RuleField):
     """A dotted IPv4 netmask whose one-bits are contiguous."""
 
     max_length = 15
 
     def check(self, text: str) -> str:
-        try:
-            mask = int(ipaddress.IPv4Address(text))
-        except ValueError:
-            mask = -1
+        normal = parse_ipv4(text)
+        mask = int(ipaddress.IPv4Address(normal)) if normal else -1
         inverted = ~mask & 0xFFFFFFFF
         if mask < 0 or inverted & (inverted + 1):
             raise self.fail_with("must be a valid IPv4 netmask, e.g. 255.255.255.0")
@@ -176,42 +164,45 @@ def parse_ipv6(text: str, allow_prefix: bool) -> str | None:
     return f"{parsed}/{int(prefix)}" if slash else str(parsed)
 
 
-class IPv6InterfaceField(RuleField):
-    max_length = 64
+def parse_ipv4(text: str) -> str | None:
+    """The normal form of a dotted IPv4 address, or None (leading zeros are refused)."""
+    try:
+        return str(ipaddress.IPv4Address(text))
+    except ValueError:
+        return None
+
+
+def parse_ipv6_with_prefix(text: str) -> str | None:
+    return parse_ipv6(text, allow_prefix=True)
+
+
+def parse_ipv6_without_prefix(text: str) -> str | None:
+    return parse_ipv6(text, allow_prefix=False)
+
+
+def parse_ip(text: str) -> str | None:
+    """IPv4, or IPv6 with an optional prefix (the management interface may be either)."""
+    return parse_ipv6_with_prefix(text) if ":" in text else parse_ipv4(text)
+
+
+class AddressField(RuleField):
+    """An address written in its normal form; ``parse`` gives None for a refused one."""
+
+    def __init__(
+        self, parse: Callable[[str], str | None], rule: str, max_length: int = 64, **kwargs: Any
+    ) -> None:
+        self.parse, self.rule, self.max_length = parse, rule, max_length
+        super().__init__(**kwargs)
 
     def check(self, text: str) -> str:
-        normal = parse_ipv6(text, allow_prefix=True)
+        normal = self.parse(text)
         if normal is None:
-            raise self.fail_with("must be a valid IPv6 address (with optional CIDR prefix)")
+            raise self.fail_with(self.rule)
         return normal
 
 
-class IPv6Field(RuleField):
-    max_length = 64
-
-    def check(self, text: str) -> str:
-        normal = parse_ipv6(text, allow_prefix=False)
-        if normal is None:
-            raise self.fail_with("must be a valid IPv6 address (without prefix)")
-        return normal
-
-
-class IPAnyField(RuleField):
-    """An IPv4 address or an IPv6 one (the management interface may be either)."""
-
-    max_length = 64
-
-    def check(self, text: str) -> str:
-        if ":" in text:
-            normal = parse_ipv6(text, allow_prefix=True)
-        else:
-            try:
-                normal = str(ipaddress.IPv4Address(text))
-            except ValueError:
-                normal = None
-        if normal is None:
-            raise self.fail_with("must be a valid IPv4 or IPv6 address")
-        return normal
+def ipv4_field(label: str) -> AddressField:
+    return AddressField(parse_ipv4, "must be a valid IPv4 address", max_length=15, label=label)
 
 
 class InterfaceNameField(RuleField):
@@ -286,17 +277,25 @@ class IsoRequestSerializer(serializers.Serializer):  # type: ignore[type-arg]
     domainName = DomainNameField(label="Domain name")
     rootPass = RootPassField(label="Root password", write_only=True, style={"input_type": "password"})
     dhcp = DhcpField(label="DHCP (yes/no)")
-    ipAddress = IPv4Field(label="IPv4 address")
+    ipAddress = ipv4_field("IPv4 address")
     ipNetmask = NetmaskField(label="IPv4 netmask")
-    ipGateway = IPv4Field(label="IPv4 gateway")
-    ip6Address = IPv6InterfaceField(label="IPv6 address (optional /prefix)")
-    ip6Gateway = IPv6Field(label="IPv6 gateway")
+    ipGateway = ipv4_field("IPv4 gateway")
+    ip6Address = AddressField(
+        parse_ipv6_with_prefix,
+        "must be a valid IPv6 address (with optional CIDR prefix)",
+        label="IPv6 address (optional /prefix)",
+    )
+    ip6Gateway = AddressField(
+        parse_ipv6_without_prefix, "must be a valid IPv6 address (without prefix)", label="IPv6 gateway"
+    )
     interfaceMtu = MtuField(label="Interface MTU")
     interfaceName = InterfaceNameField(label="Interface name (bondN makes an LACP bond)")
     disk = DiskField(label="Boot disk (e.g. sda)")
-    mgmtIpAddress = IPAnyField(label="Management IP address")
+    mgmtIpAddress = AddressField(
+        parse_ip, "must be a valid IPv4 or IPv6 address", label="Management IP address"
+    )
     mgmtIpNetmask = NetmaskField(label="Management netmask")
-    mgmtIpGateway = IPAnyField(label="Management gateway")
+    mgmtIpGateway = AddressField(parse_ip, "must be a valid IPv4 or IPv6 address", label="Management gateway")
     mgmtInterface = InterfaceNameField(label="Management interface")
 
     alert_text = ""
