@@ -31,12 +31,20 @@ import stat
 import unicodedata
 from collections.abc import Callable, Generator, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import BinaryIO, Final, Literal, cast
+from typing import Any, BinaryIO, Final, Literal, cast
 
 import pycdlib
 from pycdlib.pycdlibexception import PyCdlibException
 
-__all__ = ["IsoImage", "SourceError", "StreamError", "build_iso", "describe_boot"]
+__all__ = [
+    "IsoImage",
+    "LayoutTemplate",
+    "SourceError",
+    "StreamError",
+    "build_iso",
+    "describe_boot",
+    "make_layout_template",
+]
 
 BLOCK_SIZE: Final = 2048
 BOOT_FILE: Final = "isolinux/isolinux.bin"
@@ -106,6 +114,8 @@ class _Entry:
     iso_name: str = ""  # as given to pycdlib: "NAME.EXT;1" for files, "NAME" for dirs
     joliet_name: str = ""
     rr_name: str = ""
+    iso_path: str = ""  # full paths, set when added to pycdlib
+    joliet_path: str = ""
 
 
 def _scan_source(root: str) -> _Entry:
@@ -403,6 +413,7 @@ def _populate(iso: pycdlib.PyCdlib, top: _Entry, memory: dict[int, _Entry]) -> N
                         file_mode=entry.mode,
                     )
                 elif entry.kind == "memory":
+                    entry.iso_path, entry.joliet_path = iso_path, joliet_path
                     data_fp = io.BytesIO(entry.data)
                     memory[id(data_fp)] = entry
                     iso.add_fp(
@@ -678,6 +689,12 @@ def _emit_file(out: _ChunkBuffer, piece: _FileData) -> Iterator[bytes]:
         try:
             # Opened only while its bytes go out: one descriptor at a time.
             with open(piece.path, "rb", buffering=0) as source:
+                # A size other than the laid-out one means the layout is stale (the file
+                # was rewritten in place): fail rather than send a truncated file.
+                now = os.fstat(source.fileno()).st_size
+                if now != piece.length:
+                    change = "shrank" if now < piece.length else "grew"
+                    raise StreamError(f"{shown} {change} after layout ({now} bytes, laid out {piece.length})")
                 left = piece.length
                 while left:
                     want = min(left, out.size - out.fill)
@@ -686,7 +703,7 @@ def _emit_file(out: _ChunkBuffer, piece: _FileData) -> Iterator[bytes]:
                         raise StreamError(
                             f"{shown} shrank while streaming ({piece.length - left} of {piece.length} bytes)"
                         )
-                    left -= got  # a file that grew is read only up to its laid-out size
+                    left -= got
                     if (chunk := out.advance(got)) is not None:
                         yield chunk
         except OSError as exc:
@@ -714,7 +731,7 @@ class IsoImage:
 
     def __init__(
         self,
-        iso: pycdlib.PyCdlib,
+        iso: pycdlib.PyCdlib | None,
         plan: list[_Metadata | _FileData],
         patches: list[tuple[int, bytes]],
         *,
@@ -728,11 +745,12 @@ class IsoImage:
         self._chunk_size = chunk_size
         self._stream: Generator[bytes, None, None] | None = None
         self._iterated = False
+        self._closed = False
         self.size = size
         self.boot_description = boot_description
 
     def __iter__(self) -> Iterator[bytes]:
-        if self._iso is None:
+        if self._closed:
             raise RuntimeError("the ISO image is closed")
         if self._iterated:
             raise RuntimeError("an ISO image can be iterated only once")
@@ -768,11 +786,14 @@ class IsoImage:
         descriptors' modification date with ``time.time()`` as it writes them, so the
         two match when written within the same second, or with that clock frozen.
         """
-        if self._iso is None:
+        if self._closed:
             raise RuntimeError("the ISO image is closed")
+        if self._iso is None:
+            raise RuntimeError("an image made from a layout template has no pycdlib writer")
         self._iso.write_fp(fp, blocksize=self._chunk_size)
 
     def close(self) -> None:
+        self._closed = True
         stream, self._stream = self._stream, None
         if stream is not None:
             stream.close()  # closes the source file being read, if any
@@ -810,6 +831,35 @@ def build_iso(
     """
     if chunk_size < 1:
         raise ValueError("chunk_size must be positive")
+    layout = _lay_out(source_dir, extra_files, volume_id)
+    try:
+        plan = _plan(_render_metadata(layout.iso), layout.files, layout.size)
+    except BaseException:
+        _close_quietly(layout.iso)
+        raise
+    return IsoImage(
+        layout.iso,
+        plan,
+        layout.patches,
+        size=layout.size,
+        boot_description=layout.boot_description,
+        chunk_size=chunk_size,
+    )
+
+
+@dataclass
+class _Layout:
+    """pycdlib's layout of a tree, before its metadata is rendered."""
+
+    iso: pycdlib.PyCdlib
+    files: list[_FileData]
+    patches: list[tuple[int, bytes]]
+    size: int
+    boot_description: str
+    extra_paths: dict[str, tuple[str, str]]  # extra file → (ISO9660 path, Joliet path)
+
+
+def _lay_out(source_dir: os.PathLike[str] | str, extra_files: Mapping[str, bytes], volume_id: str) -> _Layout:
     top = _scan_source(os.path.abspath(os.fspath(source_dir)))
     _overlay_extras(top, extra_files)
 
@@ -841,17 +891,140 @@ def build_iso(
         _populate(iso, top, memory)
         if boot_file is not None:
             _add_boot_entry(iso, top, boot_file)
-        boot_description = _boot_description(bootable=boot_file is not None)
         iso.force_consistency()
 
         size = iso.pvd.space_size * iso.logical_block_size
         rel_of_path = {e.source: e.rel for e in _walk_files(top) if e.source is not None}
         files, patches = _file_layout(iso, memory, rel_of_path)
-        plan = _plan(_render_metadata(iso), files, size)
     except BaseException:
         _close_quietly(iso)
         raise
-    return IsoImage(iso, plan, patches, size=size, boot_description=boot_description, chunk_size=chunk_size)
+    boot_description = _boot_description(bootable=boot_file is not None)
+    extra_paths = {entry.rel: (entry.iso_path, entry.joliet_path) for entry in memory.values()}
+    return _Layout(iso, files, patches, size, boot_description, extra_paths)
+
+
+# --------------------------------------------------------------------------------------
+# Layout templates: one layout of a tree serves every request's small extra files
+# --------------------------------------------------------------------------------------
+
+# An extra file of 1 to 2048 bytes fills exactly one block, so its content and length
+# change no extent of anything else: only its bytes and its two directory records'
+# data-length fields (ISO9660 and Joliet) differ from one request to the next.
+TEMPLATE_EXTRA_MAX: Final = BLOCK_SIZE
+# Lengths planted in the extra files' records to find those fields in the rendered
+# metadata (both-endian 32-bit, ECMA-119 9.1.4); improbable anywhere else.
+_LENGTH_SENTINEL_BASE: Final = 0x5A17E000
+
+
+def both_endian_32(value: int) -> bytes:
+    return value.to_bytes(4, "little") + value.to_bytes(4, "big")
+
+
+@dataclass(frozen=True)
+class LayoutTemplate:
+    """A rendered layout of a source tree with placeholder extra files.
+
+    ``instantiate()`` makes the image for one request's extra files (same names, each 1
+    to 2048 bytes) without laying anything out again: the stream is identical to what
+    ``build_iso()`` makes for the same files, but for pycdlib's timestamps, which are
+    those of the template.
+    """
+
+    plan: tuple[_Metadata | _FileData, ...]
+    patches: tuple[tuple[int, bytes], ...]
+    size: int
+    boot_description: str
+    extra_offsets: Mapping[str, int]  # name → offset of its data block
+    length_fields: Mapping[str, tuple[int, ...]]  # name → offsets of its data-length fields
+
+    @property
+    def footprint(self) -> int:
+        """Roughly the memory the template holds, for bounding a cache of them."""
+        metadata = sum(len(p.data) for p in self.plan if isinstance(p, _Metadata))
+        return metadata + 200 * len(self.plan)
+
+    def accepts(self, extra_files: Mapping[str, bytes]) -> bool:
+        return set(extra_files) == set(self.extra_offsets) and all(
+            1 <= len(data) <= TEMPLATE_EXTRA_MAX for data in extra_files.values()
+        )
+
+    def instantiate(self, extra_files: Mapping[str, bytes], *, chunk_size: int = 1 << 20) -> IsoImage:
+        if not self.accepts(extra_files):
+            raise ValueError("these extra files do not fit the layout template")
+        by_offset = {offset: name for name, offset in self.extra_offsets.items()}
+        plan: list[_Metadata | _FileData] = []
+        for piece in self.plan:
+            name = by_offset.get(piece.offset) if isinstance(piece, _FileData) else None
+            if name is None:
+                plan.append(piece)
+            else:
+                data = bytes(extra_files[name])
+                plan.append(_FileData(piece.offset, len(data), name, None, data))
+        patches = list(self.patches)
+        for name, offsets in self.length_fields.items():
+            patches += [(offset, both_endian_32(len(extra_files[name]))) for offset in offsets]
+        return IsoImage(
+            None,
+            plan,
+            patches,
+            size=self.size,
+            boot_description=self.boot_description,
+            chunk_size=chunk_size,
+        )
+
+
+def make_layout_template(
+    source_dir: os.PathLike[str] | str, extra_names: Sequence[str], *, volume_id: str = "CDROM"
+) -> LayoutTemplate:
+    """Lay the tree out once with one-byte placeholders for ``extra_names``.
+
+    Raises SourceError like ``build_iso()``.
+    """
+    names = sorted(extra_names)
+    layout = _lay_out(source_dir, dict.fromkeys(names, b"\0"), volume_id)
+    try:
+        # Plant a distinct sentinel in each placeholder's records, render, and find it.
+        sentinels: dict[str, int] = {}
+        for index, name in enumerate(names):
+            sentinels[name] = _LENGTH_SENTINEL_BASE + index
+            for record in _records_of(layout, name):
+                record.data_length = sentinels[name]  # pycdlib internals: the field record() packs
+        segments = _render_metadata(layout.iso)
+        length_fields = {
+            name: _find_all(segments, both_endian_32(sentinel)) for name, sentinel in sentinels.items()
+        }
+        if any(len(offsets) != 2 for offsets in length_fields.values()):
+            raise RuntimeError("could not find the placeholders' data lengths in the metadata")
+        # The sentinels stay in the template's metadata: every instance patches them over.
+        plan = _plan(segments, layout.files, layout.size)
+        extra_offsets = {file.rel: file.offset for file in layout.files if file.path is None}
+    finally:
+        _close_quietly(layout.iso)
+    return LayoutTemplate(
+        plan=tuple(plan),
+        patches=tuple(layout.patches),
+        size=layout.size,
+        boot_description=layout.boot_description,
+        extra_offsets=extra_offsets,
+        length_fields={name: tuple(offsets) for name, offsets in length_fields.items()},
+    )
+
+
+def _records_of(layout: _Layout, rel: str) -> list[Any]:
+    """The ISO9660 and Joliet directory records of an extra file."""
+    iso_path, joliet_path = layout.extra_paths[rel]
+    return [layout.iso.get_record(iso_path=iso_path), layout.iso.get_record(joliet_path=joliet_path)]
+
+
+def _find_all(segments: Sequence[tuple[int, bytes]], needle: bytes) -> list[int]:
+    found = []
+    for start, data in segments:
+        position = data.find(needle)
+        while position >= 0:
+            found.append(start + position)
+            position = data.find(needle, position + 1)
+    return found
 
 
 def describe_boot(source_dir: os.PathLike[str] | str) -> str:

@@ -1,0 +1,113 @@
+"""The benchmark's source trees, made from random bytes (PERFORMANCE.md's shapes).
+
+- netinstall: about 1 GB in about 300 files (a big install image, rpms, isolinux);
+- many-files: 10,000 small files, about 50 MB (a full DVD tree's shape);
+- huge: one sparse file over 4 GiB, to prove the size limits.
+
+``scale`` shrinks netinstall for a quick run. Debian's real isolinux.bin is used when
+installed, so the ISOs are the real boot layout.
+"""
+
+from __future__ import annotations
+
+import random
+import shutil
+import zlib
+from dataclasses import dataclass
+from pathlib import Path
+
+from isos.builder import BOOT_FILE
+
+# Seeded, not secure, on purpose: the same trees every run.
+# ruff: noqa: S311
+
+MiB = 1 << 20
+DEBIAN_ISOLINUX = Path("/usr/lib/ISOLINUX/isolinux.bin")
+# The boot info table (bytes 8-63 of the boot file) is patched into the ISO only.
+BOOT_INFO_TABLE = (8, 64)
+
+
+@dataclass(frozen=True)
+class Workload:
+    name: str
+    directory: str  # under the kickstart files location
+    description: str
+
+
+WORKLOADS = {
+    "netinstall": Workload("netinstall", "netinstall", "~1 GB in ~300 files"),
+    "many-files": Workload("many-files", "many-files", "10,000 files, ~50 MB"),
+    "huge": Workload("huge", "huge", "one sparse 4.5 GiB file"),
+}
+
+
+def _write_random(path: Path, size: int, rng: random.Random) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with path.open("wb") as out:
+        left = size
+        while left:
+            step = min(left, 8 * MiB)
+            out.write(rng.randbytes(step))
+            left -= step
+
+
+def _boot_files(root: Path, rng: random.Random) -> None:
+    boot = root / BOOT_FILE
+    boot.parent.mkdir(parents=True, exist_ok=True)
+    if DEBIAN_ISOLINUX.exists():
+        shutil.copyfile(DEBIAN_ISOLINUX, boot)
+    else:
+        _write_random(boot, 38 * 1024, rng)
+    (root / "isolinux" / "isolinux.cfg").write_text("default install\nlabel install\n  kernel vmlinuz\n")
+    (root / "ks_scripts").mkdir(exist_ok=True)
+    (root / "ks_scripts" / "ks.cfg").write_text("# kickstart\n")
+
+
+def make_netinstall(root: Path, scale: float = 1.0) -> None:
+    rng = random.Random(1)
+    _boot_files(root, rng)
+    _write_random(root / "isolinux" / "vmlinuz", int(10 * MiB * scale), rng)
+    _write_random(root / "isolinux" / "initrd.img", int(60 * MiB * scale), rng)
+    _write_random(root / "images" / "install.img", int(400 * MiB * scale), rng)
+    for number in range(290):
+        size = int(rng.randint(1 * MiB, 3 * MiB) * scale)
+        _write_random(root / "BaseOS" / "Packages" / f"package-{number:03d}-1.0-1.el9.x86_64.rpm", size, rng)
+
+
+def make_many_files(root: Path) -> None:
+    rng = random.Random(2)
+    _boot_files(root, rng)
+    for number in range(10_000):
+        path = root / "Packages" / f"{number // 100:02d}" / f"pkg-{number:05d}-2.4.1-3.el9.noarch.rpm"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_bytes(rng.randbytes(rng.randint(2_000, 8_000)))
+
+
+def make_huge(root: Path) -> None:
+    rng = random.Random(3)
+    _boot_files(root, rng)
+    (root / "images").mkdir(exist_ok=True)
+    with (root / "images" / "huge.img").open("wb") as sparse:
+        sparse.truncate(4 * 1024 * MiB + 512 * MiB)
+
+
+MAKERS = {"netinstall": make_netinstall, "many-files": make_many_files, "huge": make_huge}
+
+
+def source_checksums(root: Path) -> dict[str, tuple[int, int]]:
+    """Every regular file's (size, crc32), the boot file's boot info table masked."""
+    sums: dict[str, tuple[int, int]] = {}
+    for path in sorted(root.rglob("*")):
+        if not path.is_file() or path.is_symlink():
+            continue
+        relative = path.relative_to(root).as_posix()
+        crc, size = 0, 0
+        with path.open("rb") as source:
+            while block := source.read(8 * MiB):
+                if relative == BOOT_FILE and size == 0:
+                    start, end = BOOT_INFO_TABLE
+                    block = block[:start] + bytes(end - start) + block[end:]
+                crc = zlib.crc32(block, crc)
+                size += len(block)
+        sums[relative] = (size, crc)
+    return sums

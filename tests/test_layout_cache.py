@@ -1,0 +1,161 @@
+"""The layout cache: byte-identical to a fresh build, invalidated by change, bounded."""
+
+from __future__ import annotations
+
+import os
+import time
+from pathlib import Path
+
+import pycdlib.headervd
+import pytest
+
+from isos.builder import StreamError, build_iso, make_layout_template
+from isos.layout_cache import LayoutCache, source_fingerprint
+from tests.sources import make_source_tree
+
+EXTRAS = {
+    "ks_scripts/network.cfg": b'IPADDR="1.3.3.7"\nDHCP="no"',
+    "ks_scripts/password.cfg": b"rootpw --iscrypted $6$salt$hash\n",
+    "ks_scripts/disk.cfg": b'boot_drives="sda"',
+}
+
+
+@pytest.fixture(autouse=True)
+def frozen_clock(monkeypatch: pytest.MonkeyPatch) -> None:
+    """pycdlib stamps records when they are added and volume descriptors when written."""
+    monkeypatch.setenv("TZ", "UTC")
+    time.tzset()
+    monkeypatch.setattr(time, "time", lambda: 1_700_000_000.0)
+    monkeypatch.setattr(pycdlib.headervd.time, "time", lambda: 1_700_000_000.0)
+
+
+def fresh_bytes(source: Path, extras: dict[str, bytes]) -> bytes:
+    with build_iso(source, extras) as image:
+        return b"".join(image)
+
+
+def cached_bytes(cache: LayoutCache, source: Path, extras: dict[str, bytes]) -> bytes:
+    with cache.build_iso(source, extras) as image:
+        data = b"".join(image)
+        assert len(data) == image.size
+        return data
+
+
+@pytest.mark.parametrize(
+    "extras",
+    [
+        EXTRAS,
+        {**EXTRAS, "ks_scripts/network.cfg": b"x" * 2048},
+        {**EXTRAS, "ks_scripts/network.cfg": b"y"},
+        {"ks_scripts/new/state.out": b"one line\n", "ks_scripts/ks.cfg": b"replaces the source's"},
+    ],
+)
+def test_cached_layout_is_byte_identical_to_a_fresh_build(tmp_path: Path, extras: dict[str, bytes]) -> None:
+    source = make_source_tree(tmp_path / "src")
+    cache = LayoutCache()
+    cached_bytes(cache, source, {name: b"warm" for name in extras})  # lay out once
+    assert (cache.misses, cache.hits) == (1, 0)
+    assert cached_bytes(cache, source, extras) == fresh_bytes(source, extras)
+    assert (cache.misses, cache.hits) == (1, 1)
+
+
+def test_every_request_gets_its_own_files(tmp_path: Path) -> None:
+    source = make_source_tree(tmp_path / "src")
+    cache = LayoutCache()
+    first = cached_bytes(cache, source, {**EXTRAS, "ks_scripts/network.cfg": b'HOSTNAME="alpha"'})
+    second = cached_bytes(cache, source, {**EXTRAS, "ks_scripts/network.cfg": b'HOSTNAME="bravo.long"'})
+    assert b'HOSTNAME="alpha"' in first and b"bravo" not in first
+    assert b'HOSTNAME="bravo.long"' in second and b"alpha" not in second
+
+
+def test_templates_serve_interleaved_streams(tmp_path: Path) -> None:
+    """Two images from one template, streamed in turns, stay independent."""
+    source = make_source_tree(tmp_path / "src")
+    template = make_layout_template(source, list(EXTRAS))
+    one = template.instantiate({**EXTRAS, "ks_scripts/disk.cfg": b'boot_drives="sda"'}, chunk_size=4096)
+    two = template.instantiate({**EXTRAS, "ks_scripts/disk.cfg": b'boot_drives="nvme0n1"'}, chunk_size=4096)
+    chunks_one, chunks_two = [], []
+    for a, b in zip(one, two, strict=True):
+        chunks_one.append(a)
+        chunks_two.append(b)
+    assert b"".join(chunks_one) == fresh_bytes(
+        source, {**EXTRAS, "ks_scripts/disk.cfg": b'boot_drives="sda"'}
+    )
+    assert b"".join(chunks_two) == fresh_bytes(
+        source, {**EXTRAS, "ks_scripts/disk.cfg": b'boot_drives="nvme0n1"'}
+    )
+
+
+@pytest.mark.parametrize(
+    "change",
+    ["add", "remove", "resize", "rename", "chmod", "symlink", "boot file rewritten"],
+)
+def test_changed_source_invalidates_the_layout(tmp_path: Path, change: str) -> None:
+    source = make_source_tree(tmp_path / "src")
+    cache = LayoutCache()
+    cached_bytes(cache, source, EXTRAS)
+    target = source / "images" / "install.img"
+    if change == "add":
+        (source / "images" / "new.img").write_bytes(b"new")
+    elif change == "remove":
+        target.unlink()
+    elif change == "resize":
+        target.write_bytes(b"smaller now")
+    elif change == "rename":
+        target.rename(source / "images" / "other.img")
+    elif change == "chmod":
+        target.chmod(0o600)
+    elif change == "symlink":
+        (source / "latest").symlink_to("images")
+    else:
+        boot = source / "isolinux" / "isolinux.bin"
+        data = bytearray(boot.read_bytes())
+        data[100] ^= 0xFF  # same size, new content: a new boot info table checksum
+        boot.write_bytes(bytes(data))
+        os.utime(boot, ns=(time.time_ns() + 10**9, time.time_ns() + 10**9))
+    assert cached_bytes(cache, source, EXTRAS) == fresh_bytes(source, EXTRAS)
+    assert cache.misses == 2
+
+
+def test_unchanged_dates_of_ordinary_files_do_not_invalidate(tmp_path: Path) -> None:
+    source = make_source_tree(tmp_path / "src")
+    before = source_fingerprint(str(source))
+    os.utime(source / "images" / "install.img", ns=(1, 1))
+    assert source_fingerprint(str(source)) == before
+
+
+def test_file_rewritten_in_place_between_check_and_read_fails_loudly(tmp_path: Path) -> None:
+    source = make_source_tree(tmp_path / "src")
+    cache = LayoutCache()
+    image = cache.build_iso(source, EXTRAS)
+    (source / "images" / "install.img").write_bytes(b"different size")
+    with pytest.raises(StreamError, match="after layout"):
+        b"".join(image)
+    image.close()
+
+
+def test_cache_stays_within_its_bounds(tmp_path: Path) -> None:
+    sources = [make_source_tree(tmp_path / f"src{n}") for n in range(5)]
+    cache = LayoutCache(max_entries=3)
+    for source in sources:
+        cached_bytes(cache, source, EXTRAS)
+        assert len(cache) <= 3
+    assert cache.misses == 5
+    cached_bytes(cache, sources[-1], EXTRAS)  # still cached: a hit
+    cached_bytes(cache, sources[0], EXTRAS)  # evicted long ago: a miss
+    assert (cache.hits, cache.misses) == (1, 6)
+
+    one = cache.footprint // len(cache)
+    cache.configure(max_entries=10, max_bytes=one * 2)
+    assert cache.footprint <= one * 2
+    tiny = LayoutCache(max_bytes=1)  # a template over the bound is never kept
+    assert cached_bytes(tiny, sources[0], EXTRAS) == cached_bytes(cache, sources[0], EXTRAS)
+    assert len(tiny) == 0 and tiny.footprint == 0
+
+
+def test_extra_files_that_do_not_fit_a_template_fall_back_to_a_full_build(tmp_path: Path) -> None:
+    source = make_source_tree(tmp_path / "src")
+    cache = LayoutCache()
+    big = {**EXTRAS, "ks_scripts/network.cfg": b"z" * 5000}
+    assert cached_bytes(cache, source, big) == fresh_bytes(source, big)
+    assert (cache.hits, cache.misses, len(cache)) == (0, 0, 0)
