@@ -2,59 +2,38 @@
 
 The road (DESIGN.md): session → ISO:GENERATE + ISO:READ → serializer rules → the
 user's OS versions → kickstart files → builder layout → ``StreamingHttpResponse`` with
-the exact Content-Length. Everything that can fail is tried before the first byte, so
-it can still be a JSON alert; after it, a failure cuts the stream short.
+the exact Content-Length. The steps are shared with the web form (``isos.generation``);
+this view only turns their refusals and failures into Traffic Ops alerts. Everything
+that can fail is tried before the first byte, so it can still be a JSON alert; after
+it, a failure cuts the stream short.
 """
 
 from __future__ import annotations
 
-import logging
-import re
 from typing import Any, NoReturn
-from urllib.parse import quote
 
-from django.conf import settings
-from django.http import HttpResponseBase, StreamingHttpResponse
+from django.http import HttpResponseBase
 from django.utils.decorators import method_decorator
 from django.views.decorators.debug import sensitive_post_parameters, sensitive_variables
 from rest_framework import status
-from rest_framework.renderers import BrowsableAPIRenderer, JSONRenderer
+from rest_framework.renderers import JSONRenderer
 from rest_framework.request import Request
 from rest_framework.response import Response
+from rest_framework.utils.serializer_helpers import ReturnDict
 from rest_framework.views import APIView
 
-from isos.audit import AuditedStream, record_attempt
-from isos.builder import SourceError, build_iso, describe_boot
-from isos.kickstart import IsoRequest, nameservers_from_resolv_conf, render_ks_scripts
+from isos.audit import record_attempt
+from isos.generation import GenerationFailed, catalog_for_attempt, checked_request, iso_download_response
 from isos.models import PERMISSION_LABELS, IsoBuild
-from isos.renderers import BINARY_RENDERERS
+from isos.renderers import BINARY_RENDERERS, IsoFormBrowsableAPIRenderer
 from isos.serializers import IsoRequestSerializer
-from osversions.catalog import CatalogError, resolve_source_directory, usable_catalog
-from portal.alerts import INTERNAL_ERROR_TEXT, alert_response
+from portal.alerts import INTERNAL_ERROR_TEXT, alert_response, alerts_body
 from portal.json_body import json_object
 from portal.permissions import requires_permissions
 
-logger = logging.getLogger(__name__)
-
-PLAIN_FILENAME = re.compile(r"^[A-Za-z0-9._+@=,-]+$")
-
-
-def iso_filename(iso_request: IsoRequest) -> str:
-    """``<fqdn>-<osversionDir>.iso`` with every ``/`` replaced by ``_`` (API.md)."""
-    return f"{iso_request.fqdn}-{iso_request.osversion_dir}.iso".replace("/", "_")
-
-
-def content_disposition(filename: str) -> str:
-    """The attachment header; names outside plain ASCII also get an RFC 6266 form."""
-    if PLAIN_FILENAME.match(filename):
-        return f'attachment; filename="{filename}"'
-    fallback = re.sub(r"[^A-Za-z0-9._+@=,-]", "_", filename)
-    return f"attachment; filename=\"{fallback}\"; filename*=UTF-8''{quote(filename)}"
-
-
-def nameservers() -> list[str]:
-    """The nameservers for network.cfg: the setting, or the host's resolv.conf."""
-    return list(settings.ISO_NAMESERVERS) or nameservers_from_resolv_conf(settings.RESOLV_CONF)
+# Set on the Django request once its refusal is audited: the browsable API checks the
+# permissions a second time to decide whether to draw its form.
+REFUSAL_RECORDED = "_iso_refusal_recorded"
 
 
 # Error reports (DEBUG pages, admin mails) must never show the root password.
@@ -63,7 +42,7 @@ class GenerateIsoView(APIView):
     """Builds and streams a per-host installer ISO."""
 
     permission_classes = [requires_permissions(PERMISSION_LABELS)]
-    renderer_classes = [JSONRenderer, BrowsableAPIRenderer, *BINARY_RENDERERS]
+    renderer_classes = [JSONRenderer, IsoFormBrowsableAPIRenderer, *BINARY_RENDERERS]
 
     def get_serializer(self, *args: Any, **kwargs: Any) -> IsoRequestSerializer:
         """Used by the browsable API to draw its form."""
@@ -72,9 +51,11 @@ class GenerateIsoView(APIView):
     def permission_denied(
         self, request: Request, message: str | None = None, code: str | None = None
     ) -> NoReturn:
-        if request.user.is_authenticated:
+        django_request = request._request
+        if request.user.is_authenticated and not getattr(django_request, REFUSAL_RECORDED, False):
+            setattr(django_request, REFUSAL_RECORDED, True)
             reason = str(message or "permission denied")
-            record_attempt(request._request, IsoBuild.Outcome.REFUSED, reason)
+            record_attempt(django_request, IsoBuild.Outcome.REFUSED, reason)
         super().permission_denied(request, message, code)
 
     def finalize_response(self, request: Request, response: Response, *args: Any, **kwargs: Any) -> Response:
@@ -87,7 +68,7 @@ class GenerateIsoView(APIView):
             request.accepted_media_type = JSONRenderer.media_type
         return super().finalize_response(request, response, *args, **kwargs)
 
-    @method_decorator(sensitive_variables("body", "serializer", "iso_request", "files"))
+    @method_decorator(sensitive_variables("body", "serializer"))
     def post(self, request: Request, version: str) -> HttpResponseBase:
         django_request = request._request
         try:
@@ -96,40 +77,14 @@ class GenerateIsoView(APIView):
             record_attempt(django_request, IsoBuild.Outcome.REFUSED, f"decoding: {error}")
             raise
         try:
-            catalog = usable_catalog(request.user)
-        except CatalogError as error:
-            return self.failure(request, f"osversions: {error}", {})
-
-        serializer = IsoRequestSerializer(data=body, context={"offered_directories": set(catalog.values())})
-        safe_settings = serializer.safe_settings()
-        if not serializer.is_valid():
-            record_attempt(django_request, IsoBuild.Outcome.REFUSED, serializer.alert_text, safe_settings)
-            return alert_response(status.HTTP_400_BAD_REQUEST, serializer.alert_text)
-        iso_request = serializer.iso_request()
-
-        try:
-            source = resolve_source_directory(iso_request.osversion_dir)
-            files = render_ks_scripts(
-                iso_request,
-                nameservers(),
-                settings.ROOT_PASSWORD_HASH,
-                describe_boot(source),
-            )
-            image = build_iso(source, files, volume_id=settings.ISO_VOLUME_ID)
-        except (CatalogError, SourceError) as error:
-            return self.failure(request, str(error), safe_settings)
-
-        build = record_attempt(
-            django_request, IsoBuild.Outcome.STREAMING, settings=safe_settings, iso_size=image.size
-        )
-        response = StreamingHttpResponse(AuditedStream(image, build), content_type="application/download")
-        response["Content-Length"] = str(image.size)
-        response["Content-Disposition"] = content_disposition(iso_filename(iso_request))
-        response["Cache-Control"] = "no-store"
-        return response
-
-    def failure(self, request: Request, reason: str, safe_settings: dict[str, Any]) -> Response:
-        """A 500 alert for our side's fault; the reason goes to the log and the audit only."""
-        logger.error("POST isos failed before streaming: %s", reason)
-        record_attempt(request._request, IsoBuild.Outcome.FAILED, reason, safe_settings)
-        return alert_response(status.HTTP_500_INTERNAL_SERVER_ERROR, INTERNAL_ERROR_TEXT)
+            catalog = catalog_for_attempt(django_request)
+            serializer = checked_request(django_request, body, catalog)
+            if not serializer.is_valid():
+                # The same alert as JSON; the serializer rides along so that the browsable
+                # API can show each message beside its field.
+                alert = ReturnDict(alerts_body(serializer.alert_text), serializer=serializer)
+                return Response(alert, status=status.HTTP_400_BAD_REQUEST)
+            return iso_download_response(django_request, serializer.iso_request(), serializer.safe_settings())
+        except GenerationFailed:
+            # The reason is in the log and the audit record, never in the response.
+            return alert_response(status.HTTP_500_INTERNAL_SERVER_ERROR, INTERNAL_ERROR_TEXT)

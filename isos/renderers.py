@@ -1,9 +1,9 @@
-"""Binary renderers, so DRF's content negotiation accepts clients that ask for an ISO.
+"""Renderers of ``POST isos``: binary types for clients that ask for an ISO, and the browsable API.
 
 DRF negotiates the response format before it checks permissions: a client sending
 ``Accept: application/download`` (or ``application/x-iso9660-image``) would get 406 unless
 a renderer claims the type. The ISO itself is a ``StreamingHttpResponse`` that DRF does
-not render; these renderers only ever see alerts, which go out as JSON (see
+not render; the binary renderers only ever see alerts, which go out as JSON (see
 ``GenerateIsoView.finalize_response``).
 """
 
@@ -12,7 +12,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from rest_framework.renderers import BaseRenderer, JSONRenderer
+from rest_framework.renderers import BaseRenderer, BrowsableAPIRenderer, JSONRenderer
 
 
 class IsoDownloadRenderer(BaseRenderer):
@@ -39,3 +39,15 @@ class OctetStreamRenderer(IsoDownloadRenderer):
 
 
 BINARY_RENDERERS = (IsoDownloadRenderer, Iso9660Renderer, OctetStreamRenderer)
+
+
+class IsoFormBrowsableAPIRenderer(BrowsableAPIRenderer):
+    """The browsable API with only its HTML form, which a browser submits natively.
+
+    The "Raw data" tab posts through JavaScript (XMLHttpRequest) and, getting something
+    that is not HTML back, throws the ISO away and reloads the page; a native form
+    submission lets the browser save the attachment and show its download progress.
+    """
+
+    def get_raw_data_form(self, data: Any, view: Any, method: str, request: Any) -> None:
+        return None

@@ -374,6 +374,12 @@ class IsoRequestSerializer(serializers.Serializer):  # type: ignore[type-arg]
             errors.append(("mgmtIpGateway", "mgmtIpGateway must be of the same IP family as mgmtIpAddress"))
         return errors
 
+    def get_initial(self) -> Any:
+        """The values a form drawn from this serializer shows again: never the password."""
+        initial = super().get_initial()
+        initial.pop("rootPass", None)
+        return initial
+
     def iso_request(self) -> IsoRequest:
         """The validated request as the value kickstart rendering takes."""
         data = self.validated_data

@@ -1,4 +1,4 @@
-"""Traffic Ops-style permission checks for DRF views.
+"""Traffic Ops-style permission checks, for DRF views and for pages.
 
 Traffic Ops answers a logged-in user who lacks permissions with 403 and
 ``missing required Permissions: A, B``, naming only the ones missing, in the order the
@@ -13,6 +13,15 @@ from rest_framework.permissions import BasePermission
 from rest_framework.request import Request
 
 
+def missing_permission_labels(user: Any, labels: dict[str, str]) -> list[str]:
+    """The Traffic Ops names of the permissions in ``labels`` that ``user`` lacks, in order."""
+    return [label for perm, label in labels.items() if not user.has_perm(perm)]
+
+
+def missing_permissions_message(missing: list[str]) -> str:
+    return "missing required Permissions: " + ", ".join(missing)
+
+
 def requires_permissions(labels: dict[str, str]) -> type[BasePermission]:
     """A DRF permission class requiring every Django permission in ``labels``.
 
@@ -21,15 +30,15 @@ def requires_permissions(labels: dict[str, str]) -> type[BasePermission]:
     """
 
     class RequiredPermissions(BasePermission):
-        message = "missing required Permissions: " + ", ".join(labels.values())
+        message = missing_permissions_message(list(labels.values()))
 
         def has_permission(self, request: Request, view: Any) -> bool:
             user = request.user
             if not user or not user.is_authenticated:
                 return False
-            missing = [label for perm, label in labels.items() if not user.has_perm(perm)]
+            missing = missing_permission_labels(user, labels)
             if missing:
-                self.message = "missing required Permissions: " + ", ".join(missing)
+                self.message = missing_permissions_message(missing)
             return not missing
 
     return RequiredPermissions

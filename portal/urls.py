@@ -1,10 +1,12 @@
-"""The portal's routes: the Traffic Ops API under every supported version, and the admin.
+"""The portal's routes: the Traffic Ops API under every supported version, the pages, the admin.
 
 A portal that already exists plugs the apps in the same way: include
-``osversions.urls.api_urlpatterns`` and ``isos.urls.api_urlpatterns`` under its API prefix.
+``osversions.urls.api_urlpatterns`` and ``isos.urls.api_urlpatterns`` under its API prefix,
+and ``isos.web_urls`` where its pages live.
 """
 
 from django.contrib import admin
+from django.contrib.auth import views as auth_views
 from django.urls import include, path, re_path
 
 from isos.urls import api_urlpatterns as isos_api
@@ -23,9 +25,15 @@ api_urlpatterns = [
     *isos_api,
 ]
 
+admin.site.site_header = "ISO portal administration"
+admin.site.site_title = "ISO portal admin"
+
 urlpatterns = [
     re_path(API_PREFIX, include((api_urlpatterns, "api"))),
     path("admin/", admin.site.urls),
+    path("login/", auth_views.LoginView.as_view(redirect_authenticated_user=True), name="login"),
+    path("logout/", views.PortalLogoutView.as_view(), name="logout"),
+    path("isos/", include("isos.web_urls")),
     path("", views.home, name="home"),
 ]
 

@@ -1,10 +1,16 @@
-"""The portal's own pages and error handlers.
+"""The portal's own pages (home, logout) and error handlers.
 
 API paths get Traffic Ops alerts as JSON even for 404 and 500; other paths get pages.
+Logging in is Django's own LoginView (``templates/registration/login.html``): the same
+session the API's ``user/login`` starts.
 """
 
 from __future__ import annotations
 
+from typing import Any
+
+from django.contrib import messages
+from django.contrib.auth.views import LogoutView
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import render
 from django.views.defaults import page_not_found
@@ -19,6 +25,18 @@ def is_api_path(request: HttpRequest) -> bool:
 
 def home(request: HttpRequest) -> HttpResponse:
     return render(request, "home.html")
+
+
+class PortalLogoutView(LogoutView):
+    """Django's logout (POST only), saying so on the login page it leads to."""
+
+    def post(self, request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponse:
+        was_logged_in = request.user.is_authenticated
+        response = super().post(request, *args, **kwargs)
+        if was_logged_in:
+            # After logout(), so the message lands in the new, anonymous session.
+            messages.success(request, "You are logged out.")
+        return response
 
 
 def not_found(request: HttpRequest, exception: Exception) -> HttpResponse:
