@@ -5,23 +5,27 @@ small ``ks_scripts`` files change from one request to the next. The cache keeps 
 :class:`~isos.builder.LayoutTemplate` per source (and set of extra file names), and each
 request only fills in its own files.
 
-It is checked against the tree on every request: the fingerprint is every entry's path,
-type, size, mode and symlink target, plus the boot file's modification time (its
-checksum is in the boot info table); file dates do not matter, since pycdlib stamps its
-own. A changed tree is laid out anew. The fingerprint is taken *before* laying out, so a
-tree that changes meanwhile is caught by the next request. The builder also refuses,
-mid-stream, a file whose size no longer matches its layout.
+When is a template stale? Its layout depends on the tree's names, types, sizes, modes,
+symlink targets and the boot file's bytes (its checksum is in the boot info table).
+Checked on every request, cheaply: every directory's modification time (which changes
+whenever an entry in it is created, removed, renamed or re-pointed) and the boot file's
+size and modification time. Stat-ing every file instead would cost 35 ms a request for
+10,000 files, a third of the time to the first byte. What those checks cannot see, a
+file rewritten in place, the stream sees: it checks each file's size and mode as it
+opens it, fails a download whose file changed size (so it never looks complete) and, in
+both cases, drops the template so the next request lays the tree out anew.
 
-Bounded by entry count and by the templates' memory; least recently used go first.
-Nothing is shared between workers: each process warms its own.
+The fingerprint is taken *before* laying out, so a tree that changes meanwhile is caught
+by the next request. Bounded by entry count and by the templates' memory; least recently
+used go first. Nothing is shared between workers: each process warms its own.
 """
 
 from __future__ import annotations
 
 import hashlib
 import os
-import stat
 import threading
+import time
 from collections import OrderedDict
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -30,26 +34,43 @@ from isos.builder import BOOT_FILE, IsoImage, LayoutTemplate, build_iso, make_la
 
 DEFAULT_MAX_ENTRIES = 8
 DEFAULT_MAX_BYTES = 64 << 20
+SETTLE_NS = 1_000_000_000
 
 
-def source_fingerprint(source_dir: str) -> str:
-    """A digest of everything in the tree that shapes its layout (lstat only)."""
-    digest = hashlib.blake2b(digest_size=16)
-    pending = [source_dir]
+def source_fingerprint(source_dir: str) -> str | None:
+    """A digest of every directory's mtime and mode, and the boot file's size and mtime.
+
+    Lists each directory (no stat of plain files): a few milliseconds for 10,000 files.
+    None while the tree is settling: file times tick coarsely (a few ms), so a change
+    made in the same tick as the fingerprint would leave it equal; a tree changed within
+    the last second is not cached at all (the "racy git" problem, solved the same way).
+    """
+    settled_before = time.time_ns() - SETTLE_NS
+    newest = 0
+    lines: list[str] = []
+    pending = [("", source_dir)]
     while pending:
-        directory = pending.pop()
+        relative, directory = pending.pop()
+        info = os.stat(directory)
+        newest = max(newest, info.st_mtime_ns)
+        lines.append(f"{relative}\0{info.st_mode}\0{info.st_mtime_ns}")
         with os.scandir(directory) as listing:
-            entries = sorted(listing, key=lambda entry: entry.name)
-        for entry in entries:
-            info = entry.stat(follow_symlinks=False)
-            relative = os.path.relpath(entry.path, source_dir)
-            target = os.readlink(entry.path) if stat.S_ISLNK(info.st_mode) else ""
-            stamp = info.st_mtime_ns if relative == BOOT_FILE else 0
-            line = f"{relative}\0{info.st_mode}\0{info.st_size}\0{target}\0{stamp}\n"
-            digest.update(line.encode("utf-8", "surrogateescape"))
-            if stat.S_ISDIR(info.st_mode):
-                pending.append(entry.path)
-    return digest.hexdigest()
+            pending += [
+                (f"{relative}{entry.name}/", entry.path)
+                for entry in listing
+                if entry.is_dir(follow_symlinks=False)
+            ]
+    try:
+        boot = os.lstat(os.path.join(source_dir, BOOT_FILE))
+        newest = max(newest, boot.st_mtime_ns)
+        lines.append(f"{BOOT_FILE}\0{boot.st_mode}\0{boot.st_size}\0{boot.st_mtime_ns}")
+    except OSError:
+        lines.append(f"{BOOT_FILE}\0absent")
+    if newest > settled_before:
+        return None
+    lines.sort()
+    text = "\n".join(lines).encode("utf-8", "surrogateescape")
+    return hashlib.blake2b(text, digest_size=16).hexdigest()
 
 
 @dataclass(frozen=True)
@@ -101,6 +122,8 @@ class LayoutCache:
         try:
             fingerprint = source_fingerprint(source)
         except OSError:
+            fingerprint = None
+        if fingerprint is None:  # unreadable (build_iso says why) or still settling
             return build_iso(source_dir, extra_files, volume_id=volume_id, chunk_size=chunk_size)
         key = (source, tuple(sorted(extra_files)), volume_id)
         with self._lock:
@@ -108,7 +131,9 @@ class LayoutCache:
             if cached is not None and cached.fingerprint == fingerprint:
                 self._entries.move_to_end(key)
                 self.hits += 1
-                return cached.template.instantiate(extra_files, chunk_size=chunk_size)
+                return cached.template.instantiate(
+                    extra_files, chunk_size=chunk_size, on_stale=lambda: self._forget(key, fingerprint)
+                )
         # Laid out outside the lock: other sources stay served meanwhile. Two requests
         # missing at once both lay out; the later simply replaces the earlier.
         template = make_layout_template(source, list(extra_files), volume_id=volume_id)
@@ -118,7 +143,16 @@ class LayoutCache:
                 self._entries[key] = _Cached(fingerprint, template)
                 self._entries.move_to_end(key)
                 self._evict()
-        return template.instantiate(extra_files, chunk_size=chunk_size)
+        return template.instantiate(
+            extra_files, chunk_size=chunk_size, on_stale=lambda: self._forget(key, fingerprint)
+        )
+
+    def _forget(self, key: tuple[str, tuple[str, ...], str], fingerprint: str) -> None:
+        """Drop a template a stream found stale (unless already replaced by a newer one)."""
+        with self._lock:
+            cached = self._entries.get(key)
+            if cached is not None and cached.fingerprint == fingerprint:
+                del self._entries[key]
 
     def configure(self, max_entries: int, max_bytes: int) -> None:
         with self._lock:

@@ -65,6 +65,7 @@ def cat_floor(source: Path) -> tuple[float, int]:
 def shadow_tree(source: Path, shadow: Path) -> Path:
     """Hard links to the source, with a private copy of the boot file the tools patch."""
     if not shadow.exists():
+        shadow.parent.mkdir(parents=True, exist_ok=True)
         subprocess.run(["cp", "-al", str(source), str(shadow)], check=True)
         boot = shadow / BOOT_FILE
         if boot.exists():
