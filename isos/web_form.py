@@ -36,7 +36,13 @@ class FieldSpec:
     input_type: str = "text"
     required: bool = False
     attrs: Mapping[str, str] = field(default_factory=dict)
+    # Said after the label of a field that is not always required.
+    condition: str = "optional"
 
+
+IPV4_INPUT = {"inputmode": "decimal"}
+WITHOUT_DHCP = "required without DHCP"
+WITH_MGMT = "required with a management address"
 
 # In the order the page shows them. The select (osversionDir) and the DHCP switch have
 # markup of their own in the template; they are listed for their labels and errors.
@@ -58,9 +64,9 @@ FIELD_SPECS = [
         attrs={"autocapitalize": "none", "spellcheck": "false"},
     ),
     FieldSpec("dhcp", "Use DHCP", "When on, the static addresses below are not used."),
-    FieldSpec("ipAddress", "IPv4 address", "e.g. 192.0.2.10", attrs={"inputmode": "decimal"}),
-    FieldSpec("ipNetmask", "IPv4 netmask", "e.g. 255.255.255.0", attrs={"inputmode": "decimal"}),
-    FieldSpec("ipGateway", "IPv4 gateway", "e.g. 192.0.2.1", attrs={"inputmode": "decimal"}),
+    FieldSpec("ipAddress", "IPv4 address", "e.g. 192.0.2.10", attrs=IPV4_INPUT, condition=WITHOUT_DHCP),
+    FieldSpec("ipNetmask", "IPv4 netmask", "e.g. 255.255.255.0", attrs=IPV4_INPUT, condition=WITHOUT_DHCP),
+    FieldSpec("ipGateway", "IPv4 gateway", "e.g. 192.0.2.1", attrs=IPV4_INPUT, condition=WITHOUT_DHCP),
     FieldSpec("ip6Address", "IPv6 address", "Optional /prefix, e.g. 2001:db8::10/64"),
     FieldSpec("ip6Gateway", "IPv6 gateway", "Without prefix, e.g. 2001:db8::1"),
     FieldSpec(
@@ -100,12 +106,13 @@ FIELD_SPECS = [
     ),
     FieldSpec("mgmtIpAddress", "Management IP address", "IPv4 or IPv6"),
     FieldSpec("mgmtIpNetmask", "Management netmask", "e.g. 255.255.255.0"),
-    FieldSpec("mgmtIpGateway", "Management gateway", "Required with a management address"),
+    FieldSpec("mgmtIpGateway", "Management gateway", condition=WITH_MGMT),
     FieldSpec(
         "mgmtInterface",
         "Management interface",
-        "Required with a management address, e.g. eth1",
+        "e.g. eth1",
         attrs={"autocapitalize": "none", "spellcheck": "false"},
+        condition=WITH_MGMT,
     ),
 ]
 SPECS_BY_NAME = {spec.name: spec for spec in FIELD_SPECS}

@@ -93,10 +93,10 @@ class Command(BaseCommand):
             self.style.SUCCESS(f"\nPortal ready: {url}/  (log in as {DEMO_USER} / {DEMO_PASSWORD})")
         )
         self.stdout.write(
-            f"Admin: {url}/admin/\nTry it with curl:\n"
+            f"Generate ISO: {url}/isos/generate/\nAdmin: {url}/admin/\nTry it with curl:\n"
             f"  curl -c jar {json_header} -d '{login}' {url}/api/5.0/user/login\n"
             f"  curl -b jar {json_header} -OJ -d '{request}' {url}/api/5.0/isos\n"
         )
         if not options["no_serve"]:
-            # --insecure: serve the admin's static files with DEBUG off, on this laptop only.
-            call_command("runserver", options["addrport"], insecure_serving=True, use_reloader=False)
+            # Static files come from whitenoise (settings), as in production: no --insecure.
+            call_command("runserver", options["addrport"], use_reloader=False)

@@ -10,9 +10,13 @@
   // submission (a disabled fieldset's inputs are not sent).
   var dhcp = document.getElementById("id_dhcp");
   var staticAddresses = document.getElementById("static-addresses");
+  var ipv4Inputs = ["id_ipAddress", "id_ipNetmask", "id_ipGateway"].map(function (id) {
+    return document.getElementById(id);
+  });
   function showStaticAddresses() {
     staticAddresses.hidden = dhcp.checked;
     staticAddresses.disabled = dhcp.checked;
+    ipv4Inputs.forEach(function (input) { input.required = !dhcp.checked; });
   }
   dhcp.addEventListener("change", showStaticAddresses);
   showStaticAddresses();

@@ -1,0 +1,133 @@
+"""DRF's browsable API in a browser: GET osversions, and POST isos through its HTML form.
+
+A browser sends ``Accept: text/html`` and posts the form as multipart with Django's
+CSRF token; a valid form must answer with the ISO as a download, not a page of text.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+from django.contrib.auth.models import User
+from django.test import Client
+
+from isos.models import IsoBuild
+from tests.conftest import static_request
+
+URL = "/api/5.0/isos"
+HTML = "text/html,application/xhtml+xml,application/xml;q=0.9,*/*;q=0.8"
+SECRET = "browsable secret"
+
+
+@pytest.fixture
+def browser(make_user: Callable[..., User], kickstart_location: Path) -> Client:
+    client = Client(enforce_csrf_checks=True, HTTP_ACCEPT=HTML)
+    client.force_login(make_user("op", "operations"))
+    return client
+
+
+def form_token(page: str) -> str:
+    match = re.search(r'name="csrfmiddlewaretoken" value="([^"]+)"', page)
+    assert match, "the page has no CSRF token"
+    return match.group(1)
+
+
+@pytest.mark.django_db
+def test_osversions_in_the_browser(browser: Client) -> None:
+    response = browser.get("/api/5.0/osversions")
+    assert response.status_code == 200
+    assert response["Content-Type"].startswith("text/html")
+    page = response.content.decode()
+    assert "CentOS 7.2" in page and "rocky/8" in page
+    assert "ISO portal API" in page and 'action="/logout/"' in page
+
+
+@pytest.mark.django_db
+def test_isos_shows_its_html_form_without_the_raw_data_tab(browser: Client) -> None:
+    response = browser.get(URL)
+    assert response.status_code == 405  # only POST; the page is there for its form
+    page = response.content.decode()
+    for name in ["osversionDir", "hostName", "domainName", "rootPass", "dhcp", "interfaceMtu"]:
+        assert f'name="{name}"' in page, name
+    assert 'enctype="multipart/form-data"' in page
+    # The raw data form posts through XMLHttpRequest, which cannot hand over a download.
+    assert 'name="_content"' not in page
+    assert 'class="html-form-only"' in page and "portal/browsable_api.css" in page
+    assert IsoBuild.objects.count() == 0
+
+
+@pytest.mark.django_db
+def test_html_form_post_downloads_the_iso(browser: Client) -> None:
+    token = form_token(browser.get(URL).content.decode())
+    response = browser.post(URL, {**static_request(rootPass=SECRET), "csrfmiddlewaretoken": token})
+    assert response.status_code == 200
+    assert response["Content-Type"] == "application/download"
+    assert response["Content-Disposition"] == 'attachment; filename="test.quest-centos72.iso"'
+    data = b"".join(response.streaming_content)
+    assert int(response["Content-Length"]) == len(data) > 0
+    assert IsoBuild.objects.get().outcome == "built"
+
+
+@pytest.mark.django_db
+def test_html_form_errors_show_at_their_fields(browser: Client) -> None:
+    token = form_token(browser.get(URL).content.decode())
+    body = static_request(rootPass=SECRET, hostName="bad_host", interfaceMtu="70000")
+    response = browser.post(URL, {**body, "csrfmiddlewaretoken": token})
+    assert response.status_code == 400
+    assert response["Content-Type"].startswith("text/html")
+    page = response.content.decode()
+    host_group = page[page.index('name="hostName"') - 600 : page.index('name="hostName"') + 600]
+    assert "hostName must be a valid host name" in host_group
+    mtu_group = page[page.index('name="interfaceMtu"') - 600 : page.index('name="interfaceMtu"') + 600]
+    assert "interfaceMtu must be between 1280 and 9216" in mtu_group
+    assert 'value="bad_host"' in page  # kept
+    assert SECRET not in page  # never drawn again
+
+
+@pytest.mark.django_db
+def test_the_form_needs_its_csrf_token(browser: Client) -> None:
+    response = browser.post(URL, static_request())
+    assert response.status_code == 403
+    assert "CSRF Failed" in response.content.decode()
+
+
+@pytest.mark.django_db
+def test_json_clients_see_no_change(browser: Client) -> None:
+    """The serializer riding on a 400 for the browsable API leaves the JSON alert as it was."""
+    response = browser.post(
+        URL,
+        static_request(hostName="bad_host"),
+        content_type="application/json",
+        HTTP_ACCEPT="application/json",
+    )
+    assert response.status_code == 400
+    assert response.json() == {
+        "alerts": [
+            {
+                "text": "validating: hostName must be a valid host name (letters, digits and inner hyphens)",
+                "level": "error",
+            }
+        ]
+    }
+
+
+@pytest.mark.django_db
+def test_anonymous_browser_gets_a_login_link(kickstart_location: Path) -> None:
+    response = Client(HTTP_ACCEPT=HTML).get("/api/5.0/osversions")
+    assert response.status_code == 401
+    assert 'href="/login/?next=/api/5.0/osversions"' in response.content.decode()
+
+
+@pytest.mark.django_db
+def test_read_only_browsing_isos_is_audited_once(
+    make_user: Callable[..., User], kickstart_location: Path
+) -> None:
+    """The browsable API checks permissions again to draw its form: still one refusal on record."""
+    client = Client(HTTP_ACCEPT=HTML)
+    client.force_login(make_user("reader", "read-only"))
+    response = client.post(URL, static_request())
+    assert response.status_code == 403
+    assert IsoBuild.objects.filter(outcome="refused").count() == 1
