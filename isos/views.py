@@ -25,6 +25,7 @@ from isos.history import PAGE_SIZE, HistoryFilters, generate_again_query, sees_e
 from isos.models import PERMISSION_LABELS, IsoBuild
 from isos.web_form import GenerateForm
 from osversions.catalog import CatalogError, usable_catalog
+from osversions.models import OsVersion
 from portal.permissions import missing_permission_labels, missing_permissions_message
 
 logger = logging.getLogger(__name__)
@@ -90,8 +91,14 @@ def history_page(request: HttpRequest) -> HttpResponse:
     visible = visible_builds(request.user)
     page = Paginator(filters.apply(visible), PAGE_SIZE).get_page(request.GET.get("page"))
     generate_url = reverse("isos:generate")
+    # Display names of the OS versions the records name (rows outlive osversions.json entries).
+    version_names = dict(OsVersion.objects.values_list("directory", "name"))
     rows = [
-        (build, f"{generate_url}?{generate_again_query(build)}" if build.request_settings else "")
+        (
+            build,
+            version_names.get(build.osversion_dir, ""),
+            f"{generate_url}?{generate_again_query(build)}" if build.request_settings else "",
+        )
         for build in page.object_list
     ]
     return render(
@@ -103,9 +110,12 @@ def history_page(request: HttpRequest) -> HttpResponse:
             "filters": filters,
             "filter_query": filters.query_string(),
             "sees_everyone": sees_every_build(request.user),
-            "osversion_choices": sorted(
-                set(visible.exclude(osversion_dir="").values_list("osversion_dir", flat=True))
-            ),
+            "osversion_choices": [
+                (directory, version_names.get(directory, directory))
+                for directory in sorted(
+                    set(visible.exclude(osversion_dir="").values_list("osversion_dir", flat=True))
+                )
+            ],
             "outcome_choices": IsoBuild.Outcome.choices,
         },
     )

@@ -15,6 +15,7 @@ from django.utils import timezone
 
 from isos.history import PAGE_SIZE
 from isos.models import IsoBuild
+from osversions.catalog import sync_catalog
 
 URL = "/isos/history/"
 
@@ -55,7 +56,7 @@ def people(make_user: Callable[..., User]) -> dict[str, User]:
 
 
 def fqdns(response: Any) -> list[str]:
-    return [build.fqdn for build, _again in response.context["rows"]]
+    return [build.fqdn for build, _name, _again in response.context["rows"]]
 
 
 @pytest.mark.django_db
@@ -118,7 +119,7 @@ def test_filters(people: dict[str, User]) -> None:
     page = admin.get(URL, {"fqdn": "nothing-matches"}).content.decode()
     assert "No attempt matches these filters." in page
     # The OS version filter offers the versions of the records this user may see.
-    assert admin.get(URL).context["osversion_choices"] == ["centos72", "rocky/8"]
+    assert admin.get(URL).context["osversion_choices"] == [("centos72", "centos72"), ("rocky/8", "rocky/8")]
 
 
 @pytest.mark.django_db
@@ -157,10 +158,11 @@ def test_generate_again_links_the_settings_without_the_password(
             "ip6Address": "",
         },
     )
+    sync_catalog()  # the rows that give OS versions their display names
     client = logged_in(people["alice"])
     response = client.get(URL)
-    [(row, again)] = response.context["rows"]
-    assert row == build
+    [(row, version_name, again)] = response.context["rows"]
+    assert row == build and version_name == "CentOS 7.2"
     link = urlsplit(again)
     assert link.path == "/isos/generate/"
     query = parse_qs(link.query)
@@ -183,5 +185,5 @@ def test_a_record_without_settings_has_no_generate_again(people: dict[str, User]
     IsoBuild.objects.create(
         user=people["alice"], username="alice", outcome=IsoBuild.Outcome.REFUSED, detail="decoding: ..."
     )
-    [(_build, again)] = logged_in(people["alice"]).get(URL).context["rows"]
+    [(_build, _name, again)] = logged_in(people["alice"]).get(URL).context["rows"]
     assert again == ""

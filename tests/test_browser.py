@@ -1,0 +1,193 @@
+"""A real browser on the real server: log in, refuse, fix, download, read the ISO back, do it again.
+
+Playwright drives Debian's Chromium (``apt-get install chromium``; Playwright's own browser
+download is not used) against the portal under gunicorn on loopback. The screenshots it
+takes are the README's: ``tests/screenshots/generate.png`` and ``history.png``.
+"""
+
+from __future__ import annotations
+
+import io
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pycdlib
+import pytest
+from django.contrib.auth.models import User
+
+from tests.conftest import PASSWORD
+
+# serialized_rollback: the flush between transactional tests would drop the migrated groups.
+pytestmark = pytest.mark.django_db(transaction=True, serialized_rollback=True)
+
+CHROMIUM = Path("/usr/bin/chromium")
+CHROMIUM_FLAGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--no-first-run",
+]
+SCREENSHOTS = Path(__file__).parent / "screenshots"
+ROOT_PASSWORD = "Browser test root pw"
+
+
+def read_iso_file(iso_path: Path, rr_path: str) -> bytes:
+    iso = pycdlib.PyCdlib()
+    iso.open(str(iso_path))
+    try:
+        out = io.BytesIO()
+        iso.get_file_from_iso_fp(out, rr_path=rr_path)
+        return out.getvalue()
+    finally:
+        iso.close()
+
+
+@pytest.fixture
+def browser_page(tmp_path: Path) -> Iterator[Any]:
+    """A Chromium page (1280 px wide) that accepts downloads; skips without Chromium or Playwright."""
+    if not CHROMIUM.exists():
+        pytest.skip("Debian's chromium is not installed (apt-get install chromium)")
+    sync_api = pytest.importorskip("playwright.sync_api")
+    with sync_api.sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_FLAGS)
+        context = browser.new_context(viewport={"width": 1280, "height": 900}, accept_downloads=True)
+        context.set_default_timeout(30_000)
+        try:
+            yield context.new_page()
+        finally:
+            context.close()
+            browser.close()
+
+
+@pytest.fixture
+def operator(make_user: Callable[..., User], kickstart_location: Path) -> User:
+    user = make_user("olivia", "operations")
+    user.first_name, user.last_name = "Olivia", "Operator"
+    user.save()
+    return user
+
+
+def download_iso(page: Any, tmp_path: Path, name: str) -> tuple[str, Path]:
+    """Submit the form and wait for the browser's download; (suggested file name, saved path)."""
+    with page.expect_download() as download_info:
+        page.get_by_role("button", name="Generate and download").click()
+    download = download_info.value
+    assert download.failure() is None
+    saved = tmp_path / name
+    download.save_as(saved)
+    return download.suggested_filename, saved
+
+
+def open_history_when_settled(page: Any, url: str, expected_built: int) -> None:
+    """The audit record closes a moment after the last byte: reload until it has."""
+    deadline = time.monotonic() + 15
+    while True:
+        page.goto(url)
+        if page.locator(".badge.built").count() >= expected_built or time.monotonic() > deadline:
+            return
+        time.sleep(0.2)
+
+
+def test_generate_iso_in_a_real_browser(
+    operator: User, portal_server: str, browser_page: Any, tmp_path: Path
+) -> None:
+    from playwright.sync_api import expect
+
+    page = browser_page
+    SCREENSHOTS.mkdir(exist_ok=True)
+
+    # Anonymous: the form sends us to the login page, which brings us back.
+    page.goto(f"{portal_server}/isos/generate/")
+    expect(page).to_have_url(f"{portal_server}/login/?next=/isos/generate/")
+    page.get_by_label("User name").fill("olivia")
+    page.get_by_label("Password").fill(PASSWORD)
+    page.get_by_role("button", name="Log in").click()
+    expect(page).to_have_url(f"{portal_server}/isos/generate/")
+    expect(page.locator(".account .user")).to_contain_text("Olivia Operator")
+
+    # Fill the form with DHCP off; a full name in the host name is split at the first dot.
+    page.get_by_label("OS version").select_option(label="CentOS 7.2")
+    page.get_by_label("Host name").fill("edge1.cdn.example")
+    page.get_by_label("Host name").press("Tab")
+    expect(page.get_by_label("Domain name")).to_have_value("cdn.example")
+    expect(page.get_by_label("Host name")).to_have_value("edge1")
+    dhcp = page.get_by_role("switch", name="Use DHCP")
+    expect(dhcp).not_to_be_checked()
+    static = page.locator("#static-addresses")
+    dhcp.check()
+    expect(static).to_be_hidden()
+    dhcp.uncheck()
+    expect(static).to_be_visible()
+    page.get_by_label("IPv4 address").fill("192.0.2.300")  # broken on purpose
+    page.get_by_label("IPv4 netmask").fill("255.255.255.0")
+    page.get_by_label("IPv4 gateway").fill("192.0.2.1")
+    page.get_by_label("IPv6 address").fill("2001:db8::10/64")
+    page.get_by_label("IPv6 gateway").fill("2001:db8::1")
+    page.get_by_label("Interface name").fill("bond0")
+    expect(page.locator("#id_interfaceName-live")).to_contain_text("LACP bond")
+    page.get_by_label("Boot disk").fill("sda")
+    page.get_by_label("Root password", exact=True).fill(ROOT_PASSWORD)
+    page.get_by_label("Confirm root password").fill(ROOT_PASSWORD)
+    page.get_by_role("button", name="Generate and download").click()
+
+    # Refused: the message is at the field, tied to it, and the form is kept (not the password).
+    address = page.get_by_label("IPv4 address")
+    expect(page.locator("#id_ipAddress-error")).to_have_text("ipAddress must be a valid IPv4 address")
+    expect(address).to_have_attribute("aria-invalid", "true")
+    expect(address).to_have_attribute("aria-describedby", "id_ipAddress-error id_ipAddress-hint")
+    expect(address).to_have_value("192.0.2.300")
+    expect(page.get_by_label("Host name")).to_have_value("edge1")
+    expect(page.get_by_label("Interface name")).to_have_value("bond0")
+    expect(page.get_by_label("Root password", exact=True)).to_have_value("")
+    expect(page.locator("#error-summary")).to_be_focused()
+    assert ROOT_PASSWORD not in page.content()
+    page.screenshot(path=str(SCREENSHOTS / "generate.png"), full_page=True)
+
+    # Fixed: the browser downloads the ISO, whose network.cfg is this host's.
+    address.fill("192.0.2.10")
+    page.get_by_label("Root password", exact=True).fill(ROOT_PASSWORD)
+    page.get_by_label("Confirm root password").fill(ROOT_PASSWORD)
+    filename, iso_path = download_iso(page, tmp_path, "first.iso")
+    assert filename == "edge1.cdn.example-centos72.iso"
+    network_cfg = read_iso_file(iso_path, "/ks_scripts/network.cfg").decode()
+    assert 'IPADDR="192.0.2.10"' in network_cfg
+    assert 'NETMASK="255.255.255.0"' in network_cfg and 'GATEWAY="192.0.2.1"' in network_cfg
+    assert 'BOND_DEVICE="bond0"' in network_cfg and 'HOSTNAME="edge1.cdn.example"' in network_cfg
+    assert 'IPV6ADDR="2001:db8::10/64"' in network_cfg and network_cfg.endswith('DHCP="no"')
+    assert read_iso_file(iso_path, "/ks_scripts/disk.cfg") == b'boot_drives="sda"'
+
+    # History: the refusal and the build; "Generate again" opens the form prefilled.
+    open_history_when_settled(page, f"{portal_server}/isos/history/", expected_built=1)
+    rows = page.locator("tbody tr")
+    expect(rows).to_have_count(2)
+    expect(rows.nth(0).locator(".badge")).to_have_text("built")
+    expect(rows.nth(1).locator(".badge")).to_have_text("refused")
+    rows.nth(0).get_by_role("link", name="Generate again").click()
+    expect(page).to_have_url(f"{portal_server}/isos/generate/?" + page.url.split("?", 1)[1])
+    expect(page.get_by_label("OS version")).to_have_value("centos72")
+    expect(page.get_by_label("Host name")).to_have_value("edge1")
+    expect(page.get_by_label("Domain name")).to_have_value("cdn.example")
+    expect(page.get_by_label("IPv4 address")).to_have_value("192.0.2.10")
+    expect(page.get_by_label("Interface name")).to_have_value("bond0")
+    expect(page.get_by_label("Boot disk")).to_have_value("sda")
+    expect(page.get_by_label("Root password", exact=True)).to_have_value("")
+
+    # Again, for another host with DHCP on: the static fields are hidden and not used.
+    page.get_by_label("Host name").fill("edge2")
+    page.get_by_role("switch", name="Use DHCP").check()
+    expect(page.locator("#static-addresses")).to_be_hidden()
+    page.get_by_label("Root password", exact=True).fill(ROOT_PASSWORD)
+    page.get_by_label("Confirm root password").fill(ROOT_PASSWORD)
+    filename, iso_path = download_iso(page, tmp_path, "second.iso")
+    assert filename == "edge2.cdn.example-centos72.iso"
+    network_cfg = read_iso_file(iso_path, "/ks_scripts/network.cfg").decode()
+    assert 'IPADDR=""' in network_cfg and network_cfg.endswith('DHCP="yes"')
+
+    open_history_when_settled(page, f"{portal_server}/isos/history/", expected_built=2)
+    expect(page.locator("tbody tr")).to_have_count(3)
+    page.screenshot(path=str(SCREENSHOTS / "history.png"), full_page=True)
