@@ -27,5 +27,14 @@ class IsosConfig(AppConfig):
     default_auto_field = "django.db.models.BigAutoField"
 
     def ready(self) -> None:
+        from django.conf import settings
+
+        from isos.layout_cache import layout_cache
+
+        layout_cache.configure(
+            max_entries=settings.ISO_LAYOUT_CACHE_ENTRIES,
+            max_bytes=settings.ISO_LAYOUT_CACHE_MB << 20,
+            chunk_size=settings.ISO_STREAM_CHUNK_KB << 10,
+        )
         # Runs after auth has made this migration's permission rows (isos is the last app).
         post_migrate.connect(give_admin_group_everything, sender=self, dispatch_uid="isos-admin-group")

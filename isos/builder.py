@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import bisect
 import contextlib
+import functools
 import io
 import itertools
 import os
@@ -635,13 +636,19 @@ def _plan(
     return pieces
 
 
+@functools.lru_cache(maxsize=4)
+def _zeros(size: int) -> memoryview:
+    """One read-only block of zeros per chunk size, shared by every stream."""
+    return memoryview(bytes(size))
+
+
 class _ChunkBuffer:
     """Fills one reused buffer and hands out full chunks, patched, as bytes."""
 
     def __init__(self, chunk_size: int, patches: list[tuple[int, bytes]]) -> None:
         self._buffer = bytearray(chunk_size)
         self.view = memoryview(self._buffer)
-        self._zeros = memoryview(bytes(chunk_size))
+        self._zeros = _zeros(chunk_size)
         self._patches = patches
         self.size = chunk_size
         self.fill = 0

@@ -27,14 +27,18 @@ import os
 import threading
 import time
 from collections import OrderedDict
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 
-from isos.builder import BOOT_FILE, IsoImage, LayoutTemplate, build_iso, make_layout_template
+from isos.builder import BOOT_FILE, IsoImage, LayoutTemplate, build_iso
+from isos.layout_process import make_layout_template_in_child
 
 DEFAULT_MAX_ENTRIES = 8
 DEFAULT_MAX_BYTES = 64 << 20
 SETTLE_NS = 1_000_000_000
+# Each stream holds about two chunks (the one filling, the one being sent): 512 KiB keeps
+# 16 concurrent downloads of a worker within its memory bound at full loopback speed.
+DEFAULT_CHUNK_SIZE = 512 << 10
 
 
 def source_fingerprint(source_dir: str) -> str | None:
@@ -82,9 +86,17 @@ class _Cached:
 class LayoutCache:
     """Templates by (source, extra file names, volume id), checked on every use."""
 
-    def __init__(self, max_entries: int = DEFAULT_MAX_ENTRIES, max_bytes: int = DEFAULT_MAX_BYTES) -> None:
+    def __init__(
+        self,
+        max_entries: int = DEFAULT_MAX_ENTRIES,
+        max_bytes: int = DEFAULT_MAX_BYTES,
+        chunk_size: int = DEFAULT_CHUNK_SIZE,
+        make_template: Callable[..., LayoutTemplate] = make_layout_template_in_child,
+    ) -> None:
+        self.make_template = make_template
         self.max_entries = max_entries
         self.max_bytes = max_bytes
+        self.chunk_size = chunk_size
         self._entries: OrderedDict[tuple[str, tuple[str, ...], str], _Cached] = OrderedDict()
         self._lock = threading.Lock()
         self.hits = 0
@@ -108,14 +120,15 @@ class LayoutCache:
         extra_files: Mapping[str, bytes],
         *,
         volume_id: str = "CDROM",
-        chunk_size: int = 1 << 20,
+        chunk_size: int | None = None,
     ) -> IsoImage:
         """Like :func:`isos.builder.build_iso`, from a cached layout when one fits.
 
         Extra files that do not fit a template (empty, or over one block) fall back to a
         full build, as does a source that cannot be fingerprinted (build_iso() then
-        raises SourceError with the reason).
+        raises SourceError with the reason). ``chunk_size`` defaults to the cache's.
         """
+        chunk_size = chunk_size or self.chunk_size
         if not all(1 <= len(data) <= 2048 for data in extra_files.values()):
             return build_iso(source_dir, extra_files, volume_id=volume_id, chunk_size=chunk_size)
         source = os.path.realpath(os.fspath(source_dir))
@@ -134,9 +147,10 @@ class LayoutCache:
                 return cached.template.instantiate(
                     extra_files, chunk_size=chunk_size, on_stale=lambda: self._forget(key, fingerprint)
                 )
-        # Laid out outside the lock: other sources stay served meanwhile. Two requests
-        # missing at once both lay out; the later simply replaces the earlier.
-        template = make_layout_template(source, list(extra_files), volume_id=volume_id)
+        # Laid out outside the lock, in a child process (the worker's memory never holds
+        # pycdlib's objects): other sources stay served meanwhile. Two requests missing
+        # at once both lay out; the later simply replaces the earlier.
+        template = self.make_template(source, list(extra_files), volume_id=volume_id)
         with self._lock:
             self.misses += 1
             if template.footprint <= self.max_bytes:  # one too big for the bound is not kept
@@ -154,9 +168,9 @@ class LayoutCache:
             if cached is not None and cached.fingerprint == fingerprint:
                 del self._entries[key]
 
-    def configure(self, max_entries: int, max_bytes: int) -> None:
+    def configure(self, max_entries: int, max_bytes: int, chunk_size: int = DEFAULT_CHUNK_SIZE) -> None:
         with self._lock:
-            self.max_entries, self.max_bytes = max_entries, max_bytes
+            self.max_entries, self.max_bytes, self.chunk_size = max_entries, max_bytes, chunk_size
             self._evict()
 
     def _evict(self) -> None:

@@ -188,6 +188,11 @@ RESOLV_CONF = Path(os.environ.get("RESOLV_CONF", "/etc/resolv.conf"))
 ROOT_PASSWORD_HASH = os.environ.get("ROOT_PASSWORD_HASH", "sha512").strip().lower()
 # Volume identifier written into every ISO (mkisofs' default when none is given).
 ISO_VOLUME_ID = os.environ.get("ISO_VOLUME_ID", "CDROM")
+# Per worker: laid-out sources kept (by count and memory), and the size of each chunk
+# sent (a stream holds about two).
+ISO_LAYOUT_CACHE_ENTRIES = int(os.environ.get("ISO_LAYOUT_CACHE_ENTRIES", "8"))
+ISO_LAYOUT_CACHE_MB = int(os.environ.get("ISO_LAYOUT_CACHE_MB", "64"))
+ISO_STREAM_CHUNK_KB = int(os.environ.get("ISO_STREAM_CHUNK_KB", "512"))
 
 LOGGING = {
     "version": 1,

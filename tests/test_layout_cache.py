@@ -9,8 +9,9 @@ from pathlib import Path
 import pycdlib.headervd
 import pytest
 
-from isos.builder import StreamError, build_iso, make_layout_template
+from isos.builder import SourceError, StreamError, build_iso, make_layout_template
 from isos.layout_cache import LayoutCache, source_fingerprint
+from isos.layout_process import make_layout_template_in_child
 from tests.sources import make_source_tree
 
 EXTRAS = {
@@ -41,6 +42,21 @@ def settled(tree: Path) -> Path:
     return tree
 
 
+def test_a_template_made_in_a_child_process_has_the_same_layout(tmp_path: Path) -> None:
+    """The worker lays trees out in a child (its own clock: compare all but the dates)."""
+    source = make_source_tree(tmp_path / "src")
+    here = make_layout_template(source, list(EXTRAS))
+    there = make_layout_template_in_child(str(source), list(EXTRAS), volume_id="CDROM")
+    assert (there.size, there.extra_offsets, there.length_fields) == (
+        here.size,
+        here.extra_offsets,
+        here.length_fields,
+    )
+    assert [(p.offset, p.end) for p in there.plan] == [(p.offset, p.end) for p in here.plan]
+    with pytest.raises(SourceError):
+        make_layout_template_in_child(str(tmp_path / "missing"), list(EXTRAS), volume_id="CDROM")
+
+
 def fresh_bytes(source: Path, extras: dict[str, bytes]) -> bytes:
     with build_iso(source, extras) as image:
         return b"".join(image)
@@ -64,7 +80,7 @@ def cached_bytes(cache: LayoutCache, source: Path, extras: dict[str, bytes]) -> 
 )
 def test_cached_layout_is_byte_identical_to_a_fresh_build(tmp_path: Path, extras: dict[str, bytes]) -> None:
     source = settled(make_source_tree(tmp_path / "src"))
-    cache = LayoutCache()
+    cache = LayoutCache(make_template=make_layout_template)
     cached_bytes(cache, source, {name: b"warm" for name in extras})  # lay out once
     assert (cache.misses, cache.hits) == (1, 0)
     assert cached_bytes(cache, source, extras) == fresh_bytes(source, extras)
@@ -73,7 +89,7 @@ def test_cached_layout_is_byte_identical_to_a_fresh_build(tmp_path: Path, extras
 
 def test_every_request_gets_its_own_files(tmp_path: Path) -> None:
     source = settled(make_source_tree(tmp_path / "src"))
-    cache = LayoutCache()
+    cache = LayoutCache(make_template=make_layout_template)
     first = cached_bytes(cache, source, {**EXTRAS, "ks_scripts/network.cfg": b'HOSTNAME="alpha"'})
     second = cached_bytes(cache, source, {**EXTRAS, "ks_scripts/network.cfg": b'HOSTNAME="bravo.long"'})
     assert b'HOSTNAME="alpha"' in first and b"bravo" not in first
@@ -102,7 +118,7 @@ def test_templates_serve_interleaved_streams(tmp_path: Path) -> None:
 def test_changed_source_invalidates_the_layout(tmp_path: Path, change: str) -> None:
     """Changes the directory listing or the boot file shows: seen before any byte."""
     source = settled(make_source_tree(tmp_path / "src"))
-    cache = LayoutCache()
+    cache = LayoutCache(make_template=make_layout_template)
     cached_bytes(cache, source, EXTRAS)
     target = source / "images" / "install.img"
     if change == "add":
@@ -127,7 +143,7 @@ def test_changed_source_invalidates_the_layout(tmp_path: Path, change: str) -> N
 def test_file_rewritten_in_place_fails_once_then_is_laid_out_anew(tmp_path: Path) -> None:
     """Same directory listing, new size: the stream refuses it and drops the layout."""
     source = settled(make_source_tree(tmp_path / "src"))
-    cache = LayoutCache()
+    cache = LayoutCache(make_template=make_layout_template)
     cached_bytes(cache, source, EXTRAS)
     (source / "images" / "install.img").write_bytes(b"different size")  # directories untouched
     with pytest.raises(StreamError, match=r"install\.img shrank after layout"):
@@ -138,7 +154,7 @@ def test_file_rewritten_in_place_fails_once_then_is_laid_out_anew(tmp_path: Path
 
 def test_mode_changed_in_place_is_sent_then_laid_out_anew(tmp_path: Path) -> None:
     source = settled(make_source_tree(tmp_path / "src"))
-    cache = LayoutCache()
+    cache = LayoutCache(make_template=make_layout_template)
     cached_bytes(cache, source, EXTRAS)
     (source / "images" / "install.img").chmod(0o600)
     cached_bytes(cache, source, EXTRAS)  # complete, with the old mode; the layout is dropped
@@ -148,7 +164,7 @@ def test_mode_changed_in_place_is_sent_then_laid_out_anew(tmp_path: Path) -> Non
 
 def test_a_tree_still_settling_is_not_cached(tmp_path: Path) -> None:
     source = make_source_tree(tmp_path / "src")
-    cache = LayoutCache()
+    cache = LayoutCache(make_template=make_layout_template)
     assert cached_bytes(cache, source, EXTRAS) == fresh_bytes(source, EXTRAS)
     assert len(cache) == 0 and source_fingerprint(str(source)) is None
     assert source_fingerprint(str(settled(source))) is not None
@@ -163,7 +179,7 @@ def test_unchanged_dates_of_ordinary_files_do_not_invalidate(tmp_path: Path) -> 
 
 def test_cache_stays_within_its_bounds(tmp_path: Path) -> None:
     sources = [settled(make_source_tree(tmp_path / f"src{n}")) for n in range(5)]
-    cache = LayoutCache(max_entries=3)
+    cache = LayoutCache(max_entries=3, make_template=make_layout_template)
     for source in sources:
         cached_bytes(cache, source, EXTRAS)
         assert len(cache) <= 3
@@ -175,14 +191,16 @@ def test_cache_stays_within_its_bounds(tmp_path: Path) -> None:
     one = cache.footprint // len(cache)
     cache.configure(max_entries=10, max_bytes=one * 2)
     assert cache.footprint <= one * 2
-    tiny = LayoutCache(max_bytes=1)  # a template over the bound is never kept
+    tiny = LayoutCache(
+        max_bytes=1, make_template=make_layout_template
+    )  # a template over the bound is never kept
     assert cached_bytes(tiny, sources[0], EXTRAS) == cached_bytes(cache, sources[0], EXTRAS)
     assert len(tiny) == 0 and tiny.footprint == 0
 
 
 def test_extra_files_that_do_not_fit_a_template_fall_back_to_a_full_build(tmp_path: Path) -> None:
     source = settled(make_source_tree(tmp_path / "src"))
-    cache = LayoutCache()
+    cache = LayoutCache(make_template=make_layout_template)
     big = {**EXTRAS, "ks_scripts/network.cfg": b"z" * 5000}
     assert cached_bytes(cache, source, big) == fresh_bytes(source, big)
     assert (cache.hits, cache.misses, len(cache)) == (0, 0, 0)

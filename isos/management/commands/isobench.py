@@ -137,7 +137,7 @@ class Command(BaseCommand):
                     fetch(portal.url, "/api/5.0/isos", body=request_body(name, f"run{n}"), cookie=cookie)
                     for n in range(runs if name != "huge" or not quick else 1)
                 ]
-                writes = open_write_files(worker, (str(workdir / "bench.sqlite3"),))
+                writes = open_write_files(worker, (str(workdir / "bench.sqlite3"), str(portal.log)))
             failures += [f"{name}: {d.received} of {d.content_length} bytes" for d in timed if not d.complete]
             if writes:
                 failures.append(f"{name}: the server held files open for writing: {writes}")

@@ -1,0 +1,61 @@
+"""Laying a source tree out in a child process, so the worker's memory stays small.
+
+pycdlib builds a Python object per record: laying out 10,000 files takes some 60 MB,
+which a long-lived worker would keep (freed Python memory rarely goes back to the
+system). The child lays the tree out, sends back the finished
+:class:`~isos.builder.LayoutTemplate` (a few MB: the rendered metadata and the plan), and
+exits, returning all of it. Costs a Python start (about 0.15 s) on a cache miss only.
+
+Run as ``python -m isos.layout_process`` with a JSON request on stdin; it answers with a
+pickle on stdout: ``("ok", template)`` or ``("error", exception)``. Only this module
+starts it, with arguments it made itself, so unpickling the answer is safe.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import pickle
+import subprocess
+import sys
+from collections.abc import Sequence
+
+from isos.builder import LayoutTemplate, SourceError, make_layout_template
+
+
+def make_layout_template_in_child(
+    source_dir: str, extra_names: Sequence[str], *, volume_id: str
+) -> LayoutTemplate:
+    """``make_layout_template()`` in a fresh interpreter; raises SourceError likewise."""
+    request = json.dumps({"source": source_dir, "names": list(extra_names), "volume_id": volume_id})
+    project = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    child = subprocess.run(
+        [sys.executable, "-m", "isos.layout_process"],
+        input=request.encode(),
+        capture_output=True,
+        cwd=project,
+        check=False,
+    )
+    if child.returncode != 0 or not child.stdout:
+        raise RuntimeError(f"layout process failed: {child.stderr.decode(errors='replace')[-2000:]}")
+    status, value = pickle.loads(child.stdout)  # noqa: S301 - our own child's answer
+    if status == "error":
+        raise value
+    assert isinstance(value, LayoutTemplate)
+    return value
+
+
+def main() -> None:
+    request = json.loads(sys.stdin.buffer.read())
+    try:
+        answer: tuple[str, object] = (
+            "ok",
+            make_layout_template(request["source"], request["names"], volume_id=request["volume_id"]),
+        )
+    except SourceError as error:
+        answer = ("error", error)
+    sys.stdout.buffer.write(pickle.dumps(answer, protocol=pickle.HIGHEST_PROTOCOL))
+
+
+if __name__ == "__main__":
+    main()
