@@ -222,6 +222,8 @@ class GenerateForm:
         if fqdn and not values.get("hostName"):
             values["hostName"], values["domainName"] = split_fqdn(fqdn, values.get("domainName", ""))
         values.setdefault("interfaceMtu", DEFAULT_MTU)
+        if len(catalog) == 1:  # one choice: make it, without hiding that it is one
+            values.setdefault("osversionDir", next(iter(catalog.values())))
         dhcp = dhcp_word(values.pop("dhcp", "no")) or False
         return cls(values, catalog, dhcp=dhcp)
 

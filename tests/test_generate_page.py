@@ -119,6 +119,7 @@ def test_per_row_grant_offers_only_that_version(
     client.force_login(user)
     page = client.get(URL).content.decode()
     assert "Rocky Linux 8" in page and "CentOS 7.2" not in page
+    assert '<option value="rocky/8" selected>' in page  # the only choice is made
 
 
 @pytest.mark.django_db
