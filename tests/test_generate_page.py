@@ -39,12 +39,13 @@ def form_data(**overrides: Any) -> dict[str, str]:
     return {key: value for key, value in data.items() if value is not None}
 
 
-def network_cfg_of(iso_bytes: bytes) -> bytes:
+def ks_script(iso_bytes: bytes, name: str = "network.cfg") -> bytes:
+    """One file of the ISO's ks_scripts/ folder."""
     iso = pycdlib.PyCdlib()
     iso.open_fp(io.BytesIO(iso_bytes))
     try:
         out = io.BytesIO()
-        iso.get_file_from_iso_fp(out, rr_path="/ks_scripts/network.cfg")
+        iso.get_file_from_iso_fp(out, rr_path=f"/ks_scripts/{name}")
         return out.getvalue()
     finally:
         iso.close()
@@ -198,7 +199,7 @@ def test_valid_form_downloads_the_iso(operations_client: Client) -> None:
     assert response["Content-Disposition"] == 'attachment; filename="test.quest-centos72.iso"'
     data = b"".join(response.streaming_content)
     assert int(response["Content-Length"]) == len(data)
-    cfg = network_cfg_of(data)
+    cfg = ks_script(data)
     assert b'IPADDR="1.3.3.7"' in cfg and b'DHCP="no"' in cfg and b'HOSTNAME="test.quest"' in cfg
     build = IsoBuild.objects.get()
     assert build.outcome == "built" and build.user is not None and build.user.username == "operations"
@@ -212,7 +213,7 @@ def test_valid_form_downloads_the_iso(operations_client: Client) -> None:
 def test_dhcp_switch_on_ignores_the_static_fields(operations_client: Client) -> None:
     response = operations_client.post(URL, form_data(dhcp="yes", ipAddress="not an address", ipNetmask=""))
     assert response.status_code == 200
-    cfg = network_cfg_of(b"".join(response.streaming_content))
+    cfg = ks_script(b"".join(response.streaming_content))
     assert b'DHCP="yes"' in cfg and b'IPADDR=""' in cfg
 
 
@@ -331,3 +332,30 @@ def test_password_never_reaches_the_log(operations_client: Client, caplog: pytes
         operations_client.post(URL, form_data(ipAddress="bad"))
         close_response(operations_client.post(URL, form_data()))
     assert SECRET not in caplog.text
+
+
+@pytest.mark.django_db
+def test_management_fields_errors_open_their_section(operations_client: Client) -> None:
+    closed = operations_client.get(URL).content.decode()
+    assert '<details class="section">' in closed
+    response = operations_client.post(URL, form_data(mgmtIpAddress="10.0.0.5"))
+    assert response.status_code == 400
+    page = response.content.decode()
+    assert '<details class="section" open>' in page
+    assert "mgmtInterface is required when mgmtIpAddress is provided" in field_html(page, "mgmtInterface")
+    assert "mgmtIpGateway is required when mgmtIpAddress is provided" in field_html(page, "mgmtIpGateway")
+    assert 'value="10.0.0.5"' in field_html(page, "mgmtIpAddress")
+
+
+@pytest.mark.django_db
+def test_management_interface_reaches_the_iso(operations_client: Client) -> None:
+    body = form_data(
+        mgmtIpAddress="10.0.0.5",
+        mgmtIpNetmask="255.255.255.0",
+        mgmtIpGateway="10.0.0.1",
+        mgmtInterface="eth1",
+    )
+    response = operations_client.post(URL, body)
+    assert response.status_code == 200
+    mgmt_cfg = ks_script(b"".join(response.streaming_content), "mgmt_network.cfg")
+    assert mgmt_cfg == b'IPADDR="10.0.0.5"\nNETMASK="255.255.255.0"\nGATEWAY="10.0.0.1"\nDEVICE="eth1"'
