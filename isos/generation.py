@@ -74,7 +74,7 @@ def catalog_for_attempt(request: HttpRequest) -> dict[str, str]:
         raise record_failure(request, f"osversions: {error}", {}) from error
 
 
-@sensitive_variables("data")
+@sensitive_variables("data", "serializer")
 def checked_request(
     request: HttpRequest,
     data: Mapping[str, Any],

@@ -40,6 +40,7 @@ FAILURE_TEXT = (
 def render_form(
     request: HttpRequest, form: GenerateForm, status: int = 200, failure: str = ""
 ) -> HttpResponse:
+    """The Generate ISO page; ``failure`` is a message for a fault on our side."""
     return render(request, GENERATE_TEMPLATE, {"form": form, "failure": failure}, status=status)
 
 
@@ -55,7 +56,7 @@ def generate_iso_page(request: HttpRequest) -> HttpResponseBase:
             record_attempt(request, IsoBuild.Outcome.REFUSED, message)
         raise PermissionDenied(message)
     if request.method == "POST":
-        return generate(request)
+        return submit_generate_form(request)
     try:
         catalog = usable_catalog(request.user)
     except CatalogError as error:
@@ -65,7 +66,12 @@ def generate_iso_page(request: HttpRequest) -> HttpResponseBase:
 
 
 @sensitive_variables("form", "serializer")
-def generate(request: HttpRequest) -> HttpResponseBase:
+def submit_generate_form(request: HttpRequest) -> HttpResponseBase:
+    """A submitted form: the ISO, or the form again with its messages.
+
+    The ISO is the API's own streaming response; messages go beside their fields (400);
+    a fault on our side is a polite page (500).
+    """
     try:
         catalog = catalog_for_attempt(request)
     except GenerationFailed:
