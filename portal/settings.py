@@ -138,6 +138,8 @@ WHITENOISE_USE_FINDERS = True
 # Without collectstatic there is no STATIC_ROOT, which the finders make up for.
 warnings.filterwarnings("ignore", message=r"No directory at: .*staticfiles", category=UserWarning)
 
+# A page's form without a valid token gets the portal's 403 page, not Django's bare one.
+CSRF_FAILURE_VIEW = "portal.views.csrf_failure"
 LOGIN_URL = "login"
 LOGIN_REDIRECT_URL = "home"
 LOGOUT_REDIRECT_URL = "login"

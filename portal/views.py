@@ -39,6 +39,14 @@ class PortalLogoutView(LogoutView):
         return response
 
 
+def csrf_failure(request: HttpRequest, reason: str = "") -> HttpResponse:
+    """A form without a valid CSRF token (often a page left open too long): the polite 403."""
+    message = (
+        "This form was out of date or came from elsewhere (CSRF check failed). Reload the page and try again."
+    )
+    return render(request, "403.html", {"exception": message}, status=403)
+
+
 def not_found(request: HttpRequest, exception: Exception) -> HttpResponse:
     if is_api_path(request):
         return plain_alert_response(404, "not found")

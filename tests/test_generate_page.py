@@ -319,7 +319,9 @@ def test_source_directory_gone_is_a_polite_failure(
 def test_the_form_needs_the_csrf_token(make_user: Callable[..., User], kickstart_location: Path) -> None:
     client = Client(enforce_csrf_checks=True)
     client.force_login(make_user("careful", "operations"))
-    assert client.post(URL, form_data()).status_code == 403
+    refused = client.post(URL, form_data())
+    assert refused.status_code == 403
+    assert "CSRF check failed" in refused.content.decode() and "Not allowed" in refused.content.decode()
     token = client.get(URL).cookies["csrftoken"].value
     response = client.post(URL, {**form_data(), "csrfmiddlewaretoken": token})
     assert response.status_code == 200
