@@ -9,19 +9,21 @@ from __future__ import annotations
 import json
 import os
 import secrets
-import socket
 import subprocess
 import sys
-import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
-from django.contrib.auth.models import Group, User
+from django.contrib.auth.models import Group, Permission, User
 from django.db import connection
 from django.test import Client
+from guardian.shortcuts import assign_perm
 
+from isos.bench.serving import free_port, wait_for_port
+from osversions.catalog import sync_catalog
+from osversions.models import OsVersion
 from tests.sources import make_source_tree
 
 PASSWORD = "correct horse battery staple"
@@ -69,6 +71,19 @@ def client_for(make_user: Callable[..., User]) -> Callable[..., Client]:
 
 
 @pytest.fixture
+def row_granted_client(make_user: Callable[..., User], kickstart_location: Path) -> Client:
+    """A user with ISO:GENERATE and ISO:READ but no global use_osversion, granted only the
+    "Rocky Linux 8" row (a django-guardian object permission)."""
+    user = make_user("team-a")
+    user.user_permissions.add(*Permission.objects.filter(codename__in=["generate_iso", "read_iso"]))
+    sync_catalog()
+    assign_perm("osversions.use_osversion", user, OsVersion.objects.get(directory="rocky/8"))
+    client = Client()
+    client.force_login(user)
+    return client
+
+
+@pytest.fixture
 def operations_client(client_for: Callable[..., Client], kickstart_location: Path) -> Client:
     return client_for("operations")
 
@@ -80,12 +95,6 @@ def database_url() -> str:
         return f"sqlite:///{db['NAME']}"
     host, port = db["HOST"] or "127.0.0.1", db["PORT"] or 5432
     return f"postgres://{db['USER']}:{db['PASSWORD']}@{host}:{port}/{db['NAME']}"
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
 
 
 @pytest.fixture
@@ -121,15 +130,7 @@ def portal_server(transactional_db: Any, kickstart_location: Path, tmp_path: Pat
         stderr=subprocess.STDOUT,
     )
     try:
-        deadline = time.monotonic() + 30
-        while True:
-            try:
-                socket.create_connection(("127.0.0.1", port), timeout=1).close()
-                break
-            except OSError:
-                if server.poll() is not None or time.monotonic() > deadline:
-                    raise RuntimeError((tmp_path / "gunicorn.log").read_text()) from None
-                time.sleep(0.1)
+        wait_for_port(port, server, tmp_path / "gunicorn.log")
         yield f"http://127.0.0.1:{port}"
     finally:
         server.terminate()

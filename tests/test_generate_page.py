@@ -20,11 +20,8 @@ import pycdlib
 import pytest
 from django.contrib.auth.models import Permission, User
 from django.test import Client
-from guardian.shortcuts import assign_perm
 
 from isos.models import IsoBuild
-from osversions.catalog import sync_catalog
-from osversions.models import OsVersion
 from tests.conftest import close_response, post_json, static_request
 
 URL = "/isos/generate/"
@@ -109,15 +106,8 @@ def test_operations_get_the_form_with_their_os_versions(operations_client: Clien
 
 
 @pytest.mark.django_db
-def test_per_row_grant_offers_only_that_version(
-    make_user: Callable[..., User], kickstart_location: Path
-) -> None:
-    user = make_user("team-a")
-    user.user_permissions.add(*Permission.objects.filter(codename__in=["generate_iso", "read_iso"]))
-    sync_catalog()
-    assign_perm("osversions.use_osversion", user, OsVersion.objects.get(directory="rocky/8"))
-    client = Client()
-    client.force_login(user)
+def test_per_row_grant_offers_only_that_version(row_granted_client: Client) -> None:
+    client = row_granted_client
     page = client.get(URL).content.decode()
     assert "Rocky Linux 8" in page and "CentOS 7.2" not in page
     assert '<option value="rocky/8" selected>' in page  # the only choice is made
@@ -287,15 +277,8 @@ def test_missing_password_is_the_apis_rule(operations_client: Client) -> None:
 
 
 @pytest.mark.django_db
-def test_os_version_not_offered_is_an_error_at_the_select(
-    make_user: Callable[..., User], kickstart_location: Path
-) -> None:
-    user = make_user("team-b")
-    user.user_permissions.add(*Permission.objects.filter(codename__in=["generate_iso", "read_iso"]))
-    sync_catalog()
-    assign_perm("osversions.use_osversion", user, OsVersion.objects.get(directory="rocky/8"))
-    client = Client()
-    client.force_login(user)
+def test_os_version_not_offered_is_an_error_at_the_select(row_granted_client: Client) -> None:
+    client = row_granted_client
     response = client.post(URL, form_data(osversionDir="centos72"))
     assert response.status_code == 400
     select = response.content.decode().split('id="id_osversionDir"')[1].split("</div>")[0]

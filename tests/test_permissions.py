@@ -81,16 +81,9 @@ def test_anonymous_gets_401_everywhere(kickstart_location: Path) -> None:
 
 
 @pytest.mark.django_db
-def test_per_row_grant_lets_a_user_use_one_source(
-    make_user: Callable[..., User], kickstart_location: Path
-) -> None:
+def test_per_row_grant_lets_a_user_use_one_source(row_granted_client: Client) -> None:
     """A user with ISO permissions but no global use_osversion gets only the granted row."""
-    user = make_user("team-a")
-    user.user_permissions.add(*Permission.objects.filter(codename__in=["generate_iso", "read_iso"]))
-    sync_catalog()
-    assign_perm("osversions.use_osversion", user, OsVersion.objects.get(directory="rocky/8"))
-    client = Client()
-    client.force_login(user)
+    client = row_granted_client
     assert client.get("/api/5.0/osversions").json() == {"response": {"Rocky Linux 8": "rocky/8"}}
     refused = post_json(client, "/api/5.0/isos", static_request(osversionDir="centos72"))
     assert refused.status_code == 400
