@@ -19,12 +19,18 @@ from django.http import HttpRequest, StreamingHttpResponse
 from django.views.decorators.debug import sensitive_variables
 
 from isos.audit import AuditedStream, record_attempt
-from isos.builder import SourceError, describe_boot
+from isos.builder import IsoImage, SourceError, describe_boot
+from isos.hook import BUILT_BY_HOOK, HookError, HookIso, find_generate_hook, run_generate_hook
 from isos.kickstart import IsoRequest, nameservers_from_resolv_conf, render_ks_scripts
 from isos.layout_cache import layout_cache
 from isos.models import IsoBuild
 from isos.serializers import IsoRequestSerializer
-from osversions.catalog import CatalogError, resolve_source_directory, usable_catalog
+from osversions.catalog import (
+    CatalogError,
+    kickstart_files_location,
+    resolve_source_directory,
+    usable_catalog,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -103,19 +109,35 @@ def checked_request(
 def iso_download_response(
     request: HttpRequest, iso_request: IsoRequest, safe_settings: Mapping[str, Any]
 ) -> StreamingHttpResponse:
-    """Build the ISO's layout and answer with its stream (audited until the last byte).
+    """Build the ISO (or have the source's generate hook make it) and answer with its
+    stream, audited until the last byte.
 
     Everything that can fail is tried here, before the first byte; raises
     GenerationFailed (audited) when the source cannot be used.
     """
     try:
         source = resolve_source_directory(iso_request.osversion_dir)
-        files = render_ks_scripts(
-            iso_request, nameservers(), settings.ROOT_PASSWORD_HASH, describe_boot(source)
-        )
-        # A cached layout of the source: only this request's ks_scripts files are new.
-        image = layout_cache.build_iso(source, files, volume_id=settings.ISO_VOLUME_ID)
-    except (CatalogError, SourceError) as error:
+        hook = find_generate_hook(source, kickstart_files_location())
+        image: IsoImage | HookIso
+        if hook is None:
+            files = render_ks_scripts(
+                iso_request, nameservers(), settings.ROOT_PASSWORD_HASH, describe_boot(source)
+            )
+            # A cached layout of the source: only this request's ks_scripts files are new.
+            image = layout_cache.build_iso(source, files, volume_id=settings.ISO_VOLUME_ID)
+        else:
+            # Traffic Ops' convention: the source's own generate makes the ISO (API.md).
+            files = render_ks_scripts(iso_request, nameservers(), settings.ROOT_PASSWORD_HASH, BUILT_BY_HOOK)
+            image = run_generate_hook(
+                hook,
+                source,
+                files,
+                timeout=settings.ISO_HOOK_TIMEOUT,
+                chunk_size=settings.ISO_STREAM_CHUNK_KB * 1024,
+                fqdn=iso_request.fqdn,
+                osversion_dir=iso_request.osversion_dir,
+            )
+    except (CatalogError, SourceError, HookError) as error:
         raise record_failure(request, str(error), safe_settings) from error
 
     build = record_attempt(request, IsoBuild.Outcome.STREAMING, settings=safe_settings, iso_size=image.size)

@@ -195,6 +195,8 @@ ISO_VOLUME_ID = os.environ.get("ISO_VOLUME_ID", "CDROM")
 ISO_LAYOUT_CACHE_ENTRIES = int(os.environ.get("ISO_LAYOUT_CACHE_ENTRIES", "8"))
 ISO_LAYOUT_CACHE_MB = int(os.environ.get("ISO_LAYOUT_CACHE_MB", "64"))
 ISO_STREAM_CHUNK_KB = int(os.environ.get("ISO_STREAM_CHUNK_KB", "512"))
+# Seconds a source's generate hook may run before it is killed with its process group.
+ISO_HOOK_TIMEOUT = float(os.environ.get("ISO_HOOK_TIMEOUT", "600"))
 
 LOGGING = {
     "version": 1,
