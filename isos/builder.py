@@ -1,13 +1,14 @@
 """Build an ISO image from a read-only source tree and stream it in disk order.
 
 This module owns turning "a source directory plus a few in-memory files" into the bytes
-of an ISO9660 image (interchange level 3, Rock Ridge 1.09, Joliet level 3, and a BIOS
-El Torito entry when the tree has ``isolinux/isolinux.bin``):
+of an ISO9660 image (interchange level 3, Rock Ridge 1.09, Joliet level 3; El Torito
+entries for BIOS and UEFI and a hybrid MBR and GPT as :mod:`isos.boot_plan` decides):
 
 - mapping real file names to ISO9660 and Joliet names (Rock Ridge keeps the real name),
 - laying the image out with pycdlib (which only stats the source files),
 - streaming the image front to back, reading each source file only while its bytes go
-  out, with the boot info table patched into the output (never into the source tree).
+  out, with the boot info table patched into the output (never into the source tree),
+  and pycdlib's GPT header checksums corrected the same way.
 
 It knows nothing of HTTP or Django: ``build_iso()`` returns an :class:`IsoImage` whose
 ``size`` is exact before the first byte, and which iterates over ``bytes`` chunks.
@@ -15,8 +16,9 @@ It knows nothing of HTTP or Django: ``build_iso()`` returns an :class:`IsoImage`
 Why not pycdlib's own ``write_fp()``: it seeks (so it cannot write to a socket) and
 writes file data in the order files were added, not in disk order. We let pycdlib render
 its metadata into memory, then emit metadata, zero gaps and file data ourselves. The
-result is byte-identical to ``write_fp()`` (``IsoImage.write_reference()`` keeps that
-provable); the few pycdlib internals this needs are kept together in one section below.
+result is byte-identical to ``write_fp()`` plus the GPT fix (``IsoImage.write_reference()``
+keeps that provable); the pycdlib internals this needs are kept together in one section
+below, but for the hybrid tables' (``_settle_gpt``).
 """
 
 from __future__ import annotations
@@ -24,18 +26,34 @@ from __future__ import annotations
 import bisect
 import contextlib
 import functools
+import hashlib
 import io
 import itertools
 import os
 import re
 import stat
 import unicodedata
+import uuid
+import zlib
 from collections.abc import Callable, Generator, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, BinaryIO, Final, Literal, cast
 
 import pycdlib
 from pycdlib.pycdlibexception import PyCdlibException
+
+from isos.boot_plan import (
+    BIOS_BOOT_CATALOG,
+    BIOS_BOOT_FILE,
+    HEAD_BYTES,
+    BootPlan,
+    BootSettingsError,
+    Found,
+    Probe,
+    disk_probe,
+    read_settings,
+    resolve_boot,
+)
 
 __all__ = [
     "IsoImage",
@@ -48,8 +66,8 @@ __all__ = [
 ]
 
 BLOCK_SIZE: Final = 2048
-BOOT_FILE: Final = "isolinux/isolinux.bin"
-BOOT_CATALOG: Final = "isolinux/boot.cat"
+BOOT_FILE: Final = BIOS_BOOT_FILE  # by convention; a source's isoportal.json may say otherwise
+BOOT_CATALOG: Final = BIOS_BOOT_CATALOG
 
 # ECMA-119 7.5.2 / 7.6.3: a file's name plus extension may hold 30 d-characters, a
 # directory identifier 31 (interchange levels 2 and 3).
@@ -198,14 +216,37 @@ def _overlay_extras(top: _Entry, extra_files: Mapping[str, bytes]) -> None:
         )
 
 
-def _find_boot_file(top: _Entry) -> _Entry | None:
-    isolinux = top.children.get(BOOT_FILE.split("/")[0])
-    if isolinux is None or isolinux.kind != "dir":
-        return None
-    boot_file = isolinux.children.get(BOOT_FILE.split("/")[1])
-    if boot_file is None or boot_file.kind not in ("file", "memory"):
-        return None
-    return boot_file
+def _lookup(top: _Entry, rel: str) -> _Entry | None:
+    """The entry at ``rel``, through real directories only (symlinks are not followed)."""
+    entry: _Entry | None = top
+    for part in rel.split("/"):
+        if entry is None or entry.kind != "dir":
+            return None
+        entry = entry.children.get(part)
+    return entry
+
+
+def _tree_probe(top: _Entry) -> Probe:
+    """What :func:`isos.boot_plan.resolve_boot` needs to know of the scanned tree."""
+
+    def probe(rel: str) -> Found | None:
+        entry = _lookup(top, rel)
+        if entry is None:
+            return None
+        if entry.kind == "dir":
+            return Found("dir")
+        if entry.kind == "memory":
+            return Found("file", len(entry.data), entry.data[:HEAD_BYTES])
+        if entry.kind != "file":
+            return None
+        assert entry.source is not None
+        try:
+            with open(entry.source, "rb") as handle:
+                return Found("file", os.fstat(handle.fileno()).st_size, handle.read(HEAD_BYTES))
+        except OSError as exc:
+            raise SourceError(f"cannot read {_printable(rel)} ({exc.strerror})") from exc
+
+    return probe
 
 
 def _max_dir_depth(top: _Entry) -> int:
@@ -393,6 +434,7 @@ def _populate(iso: pycdlib.PyCdlib, top: _Entry, memory: dict[int, _Entry]) -> N
         for entry in sorted(directory.children.values(), key=lambda e: e.name):
             iso_path = f"{iso_dir}/{entry.iso_name}"
             joliet_path = f"{joliet_dir}/{entry.joliet_name}"
+            entry.iso_path, entry.joliet_path = iso_path, joliet_path
             try:
                 if entry.kind == "dir":
                     iso.add_directory(
@@ -414,7 +456,6 @@ def _populate(iso: pycdlib.PyCdlib, top: _Entry, memory: dict[int, _Entry]) -> N
                         file_mode=entry.mode,
                     )
                 elif entry.kind == "memory":
-                    entry.iso_path, entry.joliet_path = iso_path, joliet_path
                     data_fp = io.BytesIO(entry.data)
                     memory[id(data_fp)] = entry
                     iso.add_fp(
@@ -441,27 +482,133 @@ def _populate(iso: pycdlib.PyCdlib, top: _Entry, memory: dict[int, _Entry]) -> N
         pending.extend(reversed(subdirs))
 
 
-def _add_boot_entry(iso: pycdlib.PyCdlib, top: _Entry, boot_file: _Entry) -> None:
-    isolinux = top.children[BOOT_FILE.split("/")[0]]
-    catalog = isolinux.children[BOOT_CATALOG.split("/")[1]]
-    iso_dir, joliet_dir = f"/{isolinux.iso_name}", f"/{isolinux.joliet_name}"
+def _add_boot_entries(iso: pycdlib.PyCdlib, top: _Entry, boot: BootPlan) -> None:
+    """The BIOS entry first (the catalog's initial entry, which isohybrid's MBR code
+    loads), then the UEFI one in a section of its own (platform 0xEF)."""
+    assert boot.boot_catalog is not None
+    catalog = _lookup(top, boot.boot_catalog)
+    assert catalog is not None and catalog.kind == "catalog"
+    entries: list[tuple[str, bool]] = []
+    if boot.bios_boot_file is not None:
+        entries.append((boot.bios_boot_file, False))
+    if boot.efi_image is not None:
+        entries.append((boot.efi_image, True))
+    for index, (rel, efi) in enumerate(entries):
+        image = _lookup(top, rel)
+        assert image is not None
+        catalog_paths: dict[str, Any] = {}
+        if index == 0:  # the first call creates the catalog
+            catalog_paths = {
+                "bootcatfile": catalog.iso_path,
+                "rr_bootcatname": catalog.rr_name,
+                "joliet_bootcatfile": catalog.joliet_path,
+            }
+        try:
+            if efi:
+                # The image as it is: no emulation, no boot info table, its whole
+                # length as the sector count (pycdlib counts it when given None).
+                iso.add_eltorito(
+                    image.iso_path, **catalog_paths, platform_id=0xEF, efi=True, media_name="noemul"
+                )
+            else:
+                # Reads the boot file once, to checksum it for the boot info table;
+                # the table itself is only ever patched into the output stream.
+                iso.add_eltorito(
+                    image.iso_path,
+                    **catalog_paths,
+                    boot_load_size=4,
+                    platform_id=0,
+                    boot_info_table=True,
+                    media_name="noemul",
+                )
+        except PyCdlibException as exc:
+            raise SourceError(f"cannot make {_printable(rel)} bootable ({exc})") from exc
+        except OSError as exc:
+            raise SourceError(f"cannot read {_printable(rel)} ({exc.strerror})") from exc
+
+
+# The backup GPT (its 128-entry array and header: 33 sectors of 512 bytes) goes in the
+# padding pycdlib adds after the ISO to fill the last cylinder; it must fit there, or
+# pycdlib would write it over the last file's data.
+_BACKUP_GPT_BYTES: Final = 33 * 512
+# isohybrid's usual geometry first; others only when its padding is too short.
+_GEOMETRIES: Final = tuple((heads, sectors) for sectors in (32, 63) for heads in range(64, 256))
+
+
+def _add_isohybrid(iso: pycdlib.PyCdlib, iso_size: int, efi: bool, seed: bytes) -> int:
+    """Make the image hybrid; return the padding pycdlib appends after the ISO.
+
+    pycdlib draws the MBR id and the GPT GUIDs at random: they are derived from
+    ``seed`` instead, so that two builds of one layout (a template and a fresh build)
+    are the same bytes.
+    """
+    padding = 0
+    for heads, sectors in _GEOMETRIES:
+        padding = -iso_size % (heads * sectors * 512)
+        if not efi or padding >= _BACKUP_GPT_BYTES:
+            break
+    else:
+        raise SourceError("no disk geometry leaves room for the backup GPT after this ISO")
     try:
-        # Reads the boot file once, to checksum it for the boot info table; the table
-        # itself is only ever patched into the output stream.
-        iso.add_eltorito(
-            f"{iso_dir}/{boot_file.iso_name}",
-            bootcatfile=f"{iso_dir}/{catalog.iso_name}",
-            rr_bootcatname=catalog.rr_name,
-            joliet_bootcatfile=f"{joliet_dir}/{catalog.joliet_name}",
-            boot_load_size=4,
-            platform_id=0,
-            boot_info_table=True,
-            media_name="noemul",
+        iso.add_isohybrid(
+            mbr_id=int.from_bytes(seed[:4], "little"),
+            geometry_heads=heads,
+            geometry_sectors=sectors,
+            efi=efi,
         )
     except PyCdlibException as exc:
-        raise SourceError(f"cannot make {BOOT_FILE} bootable ({exc})") from exc
-    except OSError as exc:
-        raise SourceError(f"cannot read {BOOT_FILE} ({exc.strerror})") from exc
+        raise SourceError(f"cannot make the ISO hybrid ({exc})") from exc
+    return padding
+
+
+def _settle_gpt(iso: pycdlib.PyCdlib, iso_size: int, seed: bytes) -> list[tuple[int, bytes]]:
+    """Fix what pycdlib gets wrong in its GPTs; return the header bytes to patch.
+
+    pycdlib gives the backup GPT its own random disk and partition GUIDs, where it must
+    repeat the primary's, and its first partition covers the tables (both set here,
+    before anything is rendered, so pycdlib writes them). And it checksums only the
+    filled partition entries, where the header's array CRC covers the whole array (128
+    entries): the corrected headers, rendered by pycdlib's own code with the right CRC,
+    are patched over both (pycdlib internals).
+    """
+    hybrid = iso.isohybrid_mbr
+    assert hybrid is not None
+    primary, backup = hybrid.primary_gpt, hybrid.secondary_gpt
+    primary.header.disk_guid = backup.header.disk_guid = _derived_guid(seed, 0)
+    for number, (first, second) in enumerate(zip(primary.parts, backup.parts, strict=True), start=1):
+        first.part_guid = second.part_guid = _derived_guid(seed, number)
+    # pycdlib starts the whole-ISO partition at sector 0, over the MBR and the primary
+    # GPT itself; xorriso starts its ISO partition past the 32 KiB system area, and so
+    # do we, so no partition covers a partition table. (Its end stays below the backup
+    # GPT: the geometry left room for that.)
+    primary.parts[0].first_lba = backup.parts[0].first_lba = _SYSTEM_AREA_SECTORS
+    header = primary.header
+    array = b"".join(part.record() for part in primary.parts)
+    array += bytes(header.num_parts * header.size_of_partition_entries - len(array))
+    crc = zlib.crc32(array)
+    return [
+        (header.current_lba * 512, header.record(crc)[:_GPT_HEADER_BYTES]),
+        (backup.header.current_lba * 512, backup.header.record(crc)[:_GPT_HEADER_BYTES]),
+    ]
+
+
+_GPT_HEADER_BYTES: Final = 92
+_SYSTEM_AREA_SECTORS: Final = 16 * BLOCK_SIZE // 512
+
+
+def _derived_guid(seed: bytes, number: int) -> uuid.UUID:
+    digest = hashlib.sha256(seed + number.to_bytes(4, "little")).digest()
+    return uuid.UUID(bytes=digest[:16], version=4)
+
+
+def _hybrid_seed(iso: pycdlib.PyCdlib, iso_size: int) -> bytes:
+    # What identifies this image's layout: its label, size and creation date.
+    return hashlib.sha256(
+        b"isohybrid\0"
+        + iso.pvd.volume_identifier
+        + iso_size.to_bytes(8, "little")
+        + iso.pvd.volume_creation_date.record()
+    ).digest()
 
 
 # --------------------------------------------------------------------------------------
@@ -472,6 +619,8 @@ def _add_boot_entry(iso: pycdlib.PyCdlib, top: _Entry, boot_file: _Entry) -> Non
 #   metadata (volume descriptors, path tables, boot catalog, directory records, Rock
 #   Ridge continuation areas), then every inode in PyCdlib.inodes via
 #   _output_file_data(), then one zero byte at the very end if the file is short.
+#   With isohybrid: first the MBR (and primary GPT) at offset 0, last the zero padding
+#   to a whole cylinder after the volume and the backup GPT at its very end.
 # - _output_file_data() seeks to inode.extent_location() * logical_block_size, copies
 #   inode.get_data_length() bytes from the inode's file (inode.data_fp is a path when
 #   inode.manage_fp is true, else the file object given to add_fp(); both read from
@@ -503,7 +652,10 @@ class _Recorder:
         return self._position
 
     def write(self, data: bytes) -> int:
-        if data:
+        # Zeros past everything written so far (a hybrid image's padding: up to a
+        # cylinder) overwrite nothing, and the stream zero-fills gaps: keep no copy.
+        beyond = self._position >= self._end and data.count(0) == len(data)
+        if data and not beyond:
             self.writes.append((self._position, bytes(data)))
             self._position += len(data)
             self._end = max(self._end, self._position)
@@ -770,8 +922,10 @@ class IsoImage:
         boot_description: str,
         chunk_size: int,
         on_stale: Callable[[], None] = lambda: None,
+        reference_fixes: Sequence[tuple[int, bytes]] = (),
     ) -> None:
         self._iso: pycdlib.PyCdlib | None = iso
+        self._reference_fixes = reference_fixes
         self._on_stale = on_stale
         self._plan = plan
         self._patches = patches
@@ -817,13 +971,18 @@ class IsoImage:
 
         Byte-identical to the stream but for one field: pycdlib stamps the volume
         descriptors' modification date with ``time.time()`` as it writes them, so the
-        two match when written within the same second, or with that clock frozen.
+        two match when written within the same second, or with that clock frozen. The
+        GPT headers' checksums, which pycdlib gets wrong, are corrected after it writes.
         """
         if self._closed:
             raise RuntimeError("the ISO image is closed")
         if self._iso is None:
             raise RuntimeError("an image made from a layout template has no pycdlib writer")
         self._iso.write_fp(fp, blocksize=self._chunk_size)
+        # What this module corrects in pycdlib's output (the GPT headers' checksums).
+        for offset, data in self._reference_fixes:
+            fp.seek(offset)
+            fp.write(data)
 
     def close(self) -> None:
         self._closed = True
@@ -850,14 +1009,17 @@ def build_iso(
 ) -> IsoImage:
     """Lay out the source tree plus ``extra_files`` and return the :class:`IsoImage`.
 
-    Only stats the source files (and reads ``isolinux/isolinux.bin`` once, for the boot
-    info table checksum); nothing in the source tree is written. ``extra_files`` maps
-    POSIX paths relative to the ISO root to their content; they replace source files
-    of the same path and get their missing parent directories. When the tree is
-    bootable the generated ``isolinux/boot.cat`` replaces any file of that path.
+    Only stats the source files (and reads ``isoportal.json``, the first bytes of the
+    boot files, and the BIOS boot file once for the boot info table checksum); nothing in
+    the source tree is written. ``extra_files`` maps POSIX paths relative to the ISO root
+    to their content; they replace source files of the same path and get their missing
+    parent directories. When the tree is bootable the generated boot catalog
+    (``isolinux/boot.cat`` by convention) replaces any file of that path. The size
+    includes a hybrid image's padding to a whole cylinder.
 
     ``volume_id`` is reduced to at most 16 d-characters (A-Z 0-9 _): the Joliet
-    descriptor holds the same label in UCS-2 within 32 bytes.
+    descriptor holds the same label in UCS-2 within 32 bytes. A ``volume_id`` in the
+    source's ``isoportal.json`` wins, as written.
 
     Raises SourceError when the tree cannot be laid out, ValueError for a malformed
     extra file path or chunk size.
@@ -877,6 +1039,7 @@ def build_iso(
         size=layout.size,
         boot_description=layout.boot_description,
         chunk_size=chunk_size,
+        reference_fixes=layout.fixes,
     )
 
 
@@ -886,21 +1049,31 @@ class _Layout:
 
     iso: pycdlib.PyCdlib
     files: list[_FileData]
-    patches: list[tuple[int, bytes]]
-    size: int
+    patches: list[tuple[int, bytes]]  # everything the stream patches over the metadata
+    fixes: list[tuple[int, bytes]]  # of which: our corrections to pycdlib's write_fp()
+    size: int  # with the hybrid padding
     boot_description: str
     extra_paths: dict[str, tuple[str, str]]  # extra file → (ISO9660 path, Joliet path)
 
 
 def _lay_out(source_dir: os.PathLike[str] | str, extra_files: Mapping[str, bytes], volume_id: str) -> _Layout:
-    top = _scan_source(os.path.abspath(os.fspath(source_dir)))
+    root = os.path.abspath(os.fspath(source_dir))
+    top = _scan_source(root)
+    try:
+        settings = read_settings(root)
+    except BootSettingsError as exc:
+        raise SourceError(str(exc)) from exc
     _overlay_extras(top, extra_files)
+    try:
+        boot = resolve_boot(settings, _tree_probe(top))
+    except BootSettingsError as exc:
+        raise SourceError(str(exc)) from exc
 
-    boot_file = _find_boot_file(top)
-    if boot_file is not None:
-        isolinux = top.children[BOOT_CATALOG.split("/")[0]]
-        name = BOOT_CATALOG.split("/")[1]
-        isolinux.children[name] = _Entry(name=name, rel=BOOT_CATALOG, kind="catalog")
+    if boot.boot_catalog is not None:
+        folder, _, name = boot.boot_catalog.rpartition("/")
+        parent = _lookup(top, folder) if folder else top
+        assert parent is not None and parent.kind == "dir"  # resolve_boot checked it
+        parent.children[name] = _Entry(name=name, rel=boot.boot_catalog, kind="catalog")
     if _max_dir_depth(top) >= _RELOCATION_DEPTH:
         # pycdlib will create the relocation directory at the root: reserve its names
         # so that no source entry can clash with it.
@@ -914,7 +1087,7 @@ def _lay_out(source_dir: os.PathLike[str] | str, extra_files: Mapping[str, bytes
     try:
         iso.new(
             interchange_level=3,
-            vol_ident=_volume_label(volume_id),
+            vol_ident=boot.volume_id or _volume_label(volume_id),
             joliet=3,
             rock_ridge="1.09",
         )
@@ -922,19 +1095,26 @@ def _lay_out(source_dir: os.PathLike[str] | str, extra_files: Mapping[str, bytes
             iso.set_relocated_name(relocation.iso_name, relocation.rr_name)
         memory: dict[int, _Entry] = {}
         _populate(iso, top, memory)
-        if boot_file is not None:
-            _add_boot_entry(iso, top, boot_file)
+        if boot.bootable:
+            _add_boot_entries(iso, top, boot)
+        # pycdlib keeps the volume's size up to date as entries are added; the hybrid
+        # MBR and GPT depend on it (and on nothing added later).
+        iso_size = iso.pvd.space_size * iso.logical_block_size
+        padding, seed = 0, _hybrid_seed(iso, iso_size)
+        if boot.hybrid:
+            padding = _add_isohybrid(iso, iso_size, boot.efi_image is not None, seed)
         iso.force_consistency()
+        if iso.pvd.space_size * iso.logical_block_size != iso_size:
+            raise RuntimeError("pycdlib changed the volume size while laying it out")
+        fixes = _settle_gpt(iso, iso_size, seed) if boot.hybrid and boot.efi_image is not None else []
 
-        size = iso.pvd.space_size * iso.logical_block_size
         sources = {e.source: e for e in _walk_files(top) if e.source is not None}
         files, patches = _file_layout(iso, memory, sources)
     except BaseException:
         _close_quietly(iso)
         raise
-    boot_description = _boot_description(bootable=boot_file is not None)
     extra_paths = {entry.rel: (entry.iso_path, entry.joliet_path) for entry in memory.values()}
-    return _Layout(iso, files, patches, size, boot_description, extra_paths)
+    return _Layout(iso, files, patches + fixes, fixes, iso_size + padding, boot.description(), extra_paths)
 
 
 # --------------------------------------------------------------------------------------
@@ -1072,22 +1252,18 @@ def _find_all(segments: Sequence[tuple[int, bytes]], needle: bytes) -> list[int]
 def describe_boot(source_dir: os.PathLike[str] | str) -> str:
     """How ``build_iso()`` will boot this source tree, known before building.
 
-    For text that must go into the ISO itself (``ks_scripts/state.out``). Same rule
-    as the build: ``isolinux`` a real directory (not a symlink) holding a regular file
-    ``isolinux.bin``. Extra files are not considered; an unreadable tree simply
-    reads as not bootable here (``build_iso()`` then says why).
+    For text that must go into the ISO itself (``ks_scripts/state.out``), e.g.
+    ``BIOS El Torito: isolinux/isolinux.bin; UEFI El Torito: images/efiboot.img; hybrid
+    MBR+GPT``. Same rules as the build (:mod:`isos.boot_plan`): boot files are found
+    through real directories, never through symlinks. Extra files are not considered;
+    an unreadable boot file simply reads as absent here (``build_iso()`` then says why).
+    Raises SourceError for a settings file the build would refuse too.
     """
-    folder = os.path.join(os.fspath(source_dir), *BOOT_FILE.split("/")[:-1])
-    boot_file = os.path.join(os.fspath(source_dir), *BOOT_FILE.split("/"))
+    root = os.path.abspath(os.fspath(source_dir))
     try:
-        bootable = stat.S_ISDIR(os.lstat(folder).st_mode) and stat.S_ISREG(os.lstat(boot_file).st_mode)
-    except OSError:
-        bootable = False
-    return _boot_description(bootable=bootable)
-
-
-def _boot_description(*, bootable: bool) -> str:
-    return f"BIOS El Torito: {BOOT_FILE}" if bootable else f"not bootable (no {BOOT_FILE})"
+        return resolve_boot(read_settings(root), disk_probe(root)).description()
+    except BootSettingsError as exc:
+        raise SourceError(str(exc)) from exc
 
 
 def _walk_files(top: _Entry) -> Iterator[_Entry]:

@@ -1,0 +1,242 @@
+"""Which files of a source tree boot the ISO: by convention, or as its settings file says.
+
+This module owns the rule that decides, for one source directory, the BIOS boot file,
+the El Torito catalog's path, the UEFI boot image, the volume id, and whether the ISO
+can be hybrid (boot from a USB stick), and the one-line description of that decision.
+The builder applies the decision; ``describe_boot()`` states it before any build. Both
+go through :func:`resolve_boot` with a *probe* that looks a path up (in the scanned tree,
+or on disk), so they cannot disagree.
+
+By convention: ``isolinux/isolinux.bin`` (BIOS, catalog ``isolinux/boot.cat``) and the
+first of :data:`EFI_IMAGES` present (UEFI). A source whose layout differs names its files
+in an optional ``isoportal.json`` at its top (:data:`SETTINGS_KEYS`); ``null`` turns a
+convention off. Nothing here writes to the source tree or knows pycdlib.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import stat
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Final, Literal
+
+SETTINGS_FILE: Final = "isoportal.json"
+BIOS_BOOT_FILE: Final = "isolinux/isolinux.bin"
+BIOS_BOOT_CATALOG: Final = "isolinux/boot.cat"
+# Where the catalog goes when only UEFI boots (no isolinux folder to hold it).
+EFI_ONLY_BOOT_CATALOG: Final = "boot.cat"
+# The EFI System Partition image of Red Hat-style trees first; then Debian's and GRUB's.
+EFI_IMAGES: Final = ("images/efiboot.img", "EFI/BOOT/efiboot.img", "boot/grub/efi.img")
+SETTINGS_KEYS: Final = ("bios_boot_file", "boot_catalog", "efi_image", "volume_id")
+
+# An El Torito entry counts 512-byte sectors in 16 bits: a bigger EFI image cannot be
+# described (nor its MBR partition sized the way pycdlib sizes it).
+EFI_IMAGE_MAX: Final = 0xFFFF * 512
+# isolinux.bin built for isohybrid carries this at offset 0x40; the MBR code checks it.
+_ISOHYBRID_SIGNATURE: Final = b"\xfb\xc0\x78\x70"
+_ISOHYBRID_SIGNATURE_AT: Final = 0x40
+HEAD_BYTES: Final = _ISOHYBRID_SIGNATURE_AT + len(_ISOHYBRID_SIGNATURE)
+_SETTINGS_MAX_BYTES: Final = 64 * 1024
+# The Joliet descriptor holds the label in UCS-2 within 32 bytes; installers find their
+# CD by it (inst.stage2=hd:LABEL=...), so it is kept as written, within these characters.
+_VOLUME_ID: Final = re.compile(r"[A-Za-z0-9_ .+-]{1,16}")
+
+
+class BootSettingsError(ValueError):
+    """The settings file or a path it names is unusable; the message names no absolute path."""
+
+
+@dataclass(frozen=True)
+class Found:
+    """What a probe sees at a relative path: its kind, size and first bytes (files)."""
+
+    kind: Literal["dir", "file"]
+    size: int = 0
+    head: bytes = b""
+
+
+Probe = Callable[[str], "Found | None"]
+
+
+@dataclass(frozen=True)
+class BootPlan:
+    """The boot decision for one tree; paths relative to the ISO root, POSIX."""
+
+    bios_boot_file: str | None
+    boot_catalog: str | None
+    efi_image: str | None
+    volume_id: str | None  # None: the caller's default
+    hybrid: bool  # isohybrid MBR (and GPT when there is an EFI image)
+    not_bootable_reason: str
+
+    @property
+    def bootable(self) -> bool:
+        return self.bios_boot_file is not None or self.efi_image is not None
+
+    def description(self) -> str:
+        """One line, e.g. ``BIOS El Torito: isolinux/isolinux.bin; UEFI El Torito:
+        images/efiboot.img; hybrid MBR+GPT`` (written into ``ks_scripts/state.out``)."""
+        if not self.bootable:
+            return f"not bootable ({self.not_bootable_reason})"
+        parts = []
+        if self.bios_boot_file is not None:
+            parts.append(f"BIOS El Torito: {self.bios_boot_file}")
+        if self.efi_image is not None:
+            parts.append(f"UEFI El Torito: {self.efi_image}")
+        if self.hybrid:
+            parts.append("hybrid MBR+GPT" if self.efi_image is not None else "hybrid MBR")
+        return "; ".join(parts)
+
+
+def read_settings(source_dir: str) -> dict[str, str | None]:
+    """The source's ``isoportal.json``, checked; ``{}`` when there is none."""
+    path = os.path.join(source_dir, SETTINGS_FILE)
+    try:
+        info = os.lstat(path)
+    except FileNotFoundError:
+        return {}
+    except OSError as exc:
+        raise BootSettingsError(f"cannot read {SETTINGS_FILE} ({exc.strerror})") from exc
+    if not stat.S_ISREG(info.st_mode):
+        raise BootSettingsError(f"{SETTINGS_FILE} is not a regular file")
+    if info.st_size > _SETTINGS_MAX_BYTES:
+        raise BootSettingsError(f"{SETTINGS_FILE} is larger than {_SETTINGS_MAX_BYTES} bytes")
+    try:
+        with open(path, "rb") as handle:
+            loaded = json.loads(handle.read(_SETTINGS_MAX_BYTES + 1))
+    except OSError as exc:
+        raise BootSettingsError(f"cannot read {SETTINGS_FILE} ({exc.strerror})") from exc
+    except ValueError as exc:  # JSONDecodeError and UnicodeDecodeError alike
+        raise BootSettingsError(f"{SETTINGS_FILE} is not valid JSON ({exc})") from exc
+    if not isinstance(loaded, dict):
+        raise BootSettingsError(f"{SETTINGS_FILE} must hold a JSON object")
+    unknown = sorted(set(loaded) - set(SETTINGS_KEYS))
+    if unknown:
+        raise BootSettingsError(
+            f"{SETTINGS_FILE}: unknown key {', '.join(map(repr, unknown))}"
+            f" (known keys: {', '.join(SETTINGS_KEYS)})"
+        )
+    settings: dict[str, str | None] = {}
+    for key, value in loaded.items():
+        if key == "volume_id":
+            if not isinstance(value, str) or not _VOLUME_ID.fullmatch(value):
+                raise BootSettingsError(
+                    f"{SETTINGS_FILE}: volume_id must be 1 to 16 of A-Z a-z 0-9 _ space . + -"
+                )
+        elif value is not None and not _is_relative_path(value):
+            raise BootSettingsError(
+                f"{SETTINGS_FILE}: {key} must be a relative path inside the source directory (or null)"
+            )
+        settings[key] = value
+    return settings
+
+
+def _is_relative_path(value: object) -> bool:
+    if not isinstance(value, str) or not value or value.startswith("/") or "\\" in value:
+        return False
+    return "\x00" not in value and all(part not in ("", ".", "..") for part in value.split("/"))
+
+
+def resolve_boot(settings: dict[str, str | None], probe: Probe) -> BootPlan:
+    """Decide how the tree boots. A path the settings name must exist (else
+    BootSettingsError); a conventional path that is missing simply does not boot."""
+
+    def named_file(key: str) -> Found | None:
+        path = settings[key]
+        assert path is not None
+        found = probe(path)
+        if found is None or found.kind != "file":
+            raise BootSettingsError(f"{SETTINGS_FILE}: {key} {path} is not a file in the source tree")
+        return found
+
+    bios_found: Found | None = None
+    if "bios_boot_file" in settings:
+        bios = settings["bios_boot_file"]
+        bios_found = named_file("bios_boot_file") if bios is not None else None
+    else:
+        bios, bios_found = BIOS_BOOT_FILE, probe(BIOS_BOOT_FILE)
+        if bios_found is None or bios_found.kind != "file":
+            bios = None
+
+    efi_found: Found | None = None
+    if "efi_image" in settings:
+        efi = settings["efi_image"]
+        efi_found = named_file("efi_image") if efi is not None else None
+    else:
+        efi = None
+        for candidate in EFI_IMAGES:
+            found = probe(candidate)
+            if found is not None and found.kind == "file":
+                efi, efi_found = candidate, found
+                break
+    if efi is not None and efi == bios:
+        raise BootSettingsError(f"{SETTINGS_FILE}: bios_boot_file and efi_image name the same file")
+    if efi_found is not None and not 0 < efi_found.size <= EFI_IMAGE_MAX:
+        raise BootSettingsError(
+            f"the EFI image {efi} must hold 1 to {EFI_IMAGE_MAX} bytes (El Torito's limit);"
+            f' set "efi_image": null in {SETTINGS_FILE} to build without UEFI'
+        )
+
+    catalog = _catalog_path(settings, bios, efi, probe)
+    hybrid = bios_found is not None and (
+        bios_found.head[_ISOHYBRID_SIGNATURE_AT:HEAD_BYTES] == _ISOHYBRID_SIGNATURE
+    )
+    return BootPlan(
+        bios_boot_file=bios,
+        boot_catalog=catalog,
+        efi_image=efi,
+        volume_id=settings.get("volume_id"),
+        hybrid=hybrid,
+        not_bootable_reason="no boot files named" if settings else f"no {BIOS_BOOT_FILE}",
+    )
+
+
+def _catalog_path(
+    settings: dict[str, str | None], bios: str | None, efi: str | None, probe: Probe
+) -> str | None:
+    if bios is None and efi is None:
+        return None
+    catalog = settings.get("boot_catalog")
+    if catalog is None:
+        if bios is None:
+            return EFI_ONLY_BOOT_CATALOG
+        folder = bios.rpartition("/")[0]
+        return f"{folder}/boot.cat" if folder else "boot.cat"
+    if catalog in (bios, efi):
+        raise BootSettingsError(f"{SETTINGS_FILE}: boot_catalog names a boot file")
+    folder = catalog.rpartition("/")[0]
+    parent = probe(folder) if folder else Found("dir")
+    if parent is None or parent.kind != "dir":
+        raise BootSettingsError(
+            f"{SETTINGS_FILE}: boot_catalog {catalog} is not in a folder of the source tree"
+        )
+    existing = probe(catalog)
+    if existing is not None and existing.kind == "dir":
+        raise BootSettingsError(f"{SETTINGS_FILE}: boot_catalog {catalog} is a folder in the source tree")
+    return catalog
+
+
+def disk_probe(source_dir: str) -> Probe:
+    """A probe of the tree on disk, by the builder's rules: no symlink is followed, any
+    path that cannot be read counts as absent (the build then says why)."""
+
+    def probe(rel: str) -> Found | None:
+        path = source_dir
+        try:
+            for part in rel.split("/"):
+                path = os.path.join(path, part)
+                info = os.lstat(path)
+                if stat.S_ISDIR(info.st_mode):
+                    continue
+                if not stat.S_ISREG(info.st_mode) or path != os.path.join(source_dir, *rel.split("/")):
+                    return None
+                with open(path, "rb") as handle:
+                    return Found("file", info.st_size, handle.read(HEAD_BYTES))
+        except OSError:
+            return None
+        return Found("dir")
+
+    return probe
