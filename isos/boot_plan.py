@@ -240,3 +240,17 @@ def disk_probe(source_dir: str) -> Probe:
         return Found("dir")
 
     return probe
+
+
+def content_inputs(source_dir: str) -> list[str]:
+    """The files whose content, not only their names and sizes, shapes a layout: the
+    settings file and the BIOS boot file (its checksum is in the boot info table), for
+    a cache to watch. Never raises: a bad settings file fails the build, not this."""
+    paths = [SETTINGS_FILE, BIOS_BOOT_FILE]
+    try:
+        named = read_settings(source_dir).get("bios_boot_file")
+    except BootSettingsError:
+        named = None
+    if named is not None and named not in paths:
+        paths.append(named)
+    return paths

@@ -6,11 +6,12 @@ small ``ks_scripts`` files change from one request to the next. The cache keeps 
 request only fills in its own files.
 
 When is a template stale? Its layout depends on the tree's names, types, sizes, modes,
-symlink targets and the boot file's bytes (its checksum is in the boot info table).
-Checked on every request, cheaply: every directory's modification time (which changes
-whenever an entry in it is created, removed, renamed or re-pointed) and the boot file's
-size and modification time. Stat-ing every file instead would cost 35 ms a request for
-10,000 files, a third of the time to the first byte. What those checks cannot see, a
+symlink targets, the boot file's bytes (its checksum is in the boot info table) and
+the source's ``isoportal.json``. Checked on every request, cheaply: every directory's
+modification time (which changes whenever an entry in it is created, removed, renamed or
+re-pointed) and the size and modification time of the boot file and ``isoportal.json``.
+Stat-ing every file instead would cost 35 ms a request for 10,000 files, a third of the
+time to the first byte. What those checks cannot see, a
 file rewritten in place, the stream sees: it checks each file's size and mode as it
 opens it, fails a download whose file changed size (so it never looks complete) and, in
 both cases, drops the template so the next request lays the tree out anew.
@@ -30,7 +31,8 @@ from collections import OrderedDict
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 
-from isos.builder import BOOT_FILE, IsoImage, LayoutTemplate, build_iso
+from isos.boot_plan import content_inputs
+from isos.builder import IsoImage, LayoutTemplate, build_iso
 from isos.layout_process import make_layout_template_in_child
 
 DEFAULT_MAX_ENTRIES = 8
@@ -42,7 +44,7 @@ DEFAULT_CHUNK_SIZE = 512 << 10
 
 
 def source_fingerprint(source_dir: str) -> str | None:
-    """A digest of every directory's mtime and mode, and the boot file's size and mtime.
+    """A digest of every directory's mtime and mode, and the boot inputs' size and mtime.
 
     Lists each directory (no stat of plain files): a few milliseconds for 10,000 files.
     None while the tree is settling: file times tick coarsely (a few ms), so a change
@@ -64,12 +66,14 @@ def source_fingerprint(source_dir: str) -> str | None:
                 for entry in listing
                 if entry.is_dir(follow_symlinks=False)
             ]
-    try:
-        boot = os.lstat(os.path.join(source_dir, BOOT_FILE))
-        newest = max(newest, boot.st_mtime_ns)
-        lines.append(f"{BOOT_FILE}\0{boot.st_mode}\0{boot.st_size}\0{boot.st_mtime_ns}")
-    except OSError:
-        lines.append(f"{BOOT_FILE}\0absent")
+    # The boot file, wherever the source's isoportal.json puts it, and that file itself.
+    for rel in content_inputs(source_dir):
+        try:
+            boot = os.lstat(os.path.join(source_dir, rel))
+            newest = max(newest, boot.st_mtime_ns)
+            lines.append(f"{rel}\0{boot.st_mode}\0{boot.st_size}\0{boot.st_mtime_ns}")
+        except OSError:
+            lines.append(f"{rel}\0absent")
     if newest > settled_before:
         return None
     lines.sort()

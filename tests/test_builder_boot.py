@@ -23,6 +23,7 @@ import pytest
 
 from isos.boot_plan import EFI_IMAGE_MAX
 from isos.builder import IsoImage, SourceError, build_iso, describe_boot, make_layout_template
+from isos.layout_cache import LayoutCache
 from isos.layout_process import make_layout_template_in_child
 from tests.isoread import SECTOR, eltorito_entries, read_rr_files, require_tool
 from tests.sources import SYSTEM_ISOLINUX_BIN, make_source_tree, pseudo_random_bytes
@@ -488,3 +489,45 @@ def test_a_template_made_in_a_child_process_has_the_same_hybrid_layout(efi_sourc
     )
     assert [(p.offset, p.end) for p in there.plan] == [(p.offset, p.end) for p in here.plan]
     assert [offset for offset, _ in there.patches] == [offset for offset, _ in here.patches]
+
+
+def aged(tree: Path, past: int) -> Path:
+    """Backdate the tree's times to ``past`` (the cache does not trust a tree changed
+    this second); the same ``past`` twice leaves the directories' times as they were."""
+    for path in [tree, *tree.rglob("*")]:
+        os.utime(path, ns=(past, past), follow_symlinks=False)
+    return tree
+
+
+@pytest.mark.parametrize("change", ["settings rewritten", "named boot file rewritten"])
+def test_layout_cache_sees_boot_inputs_rewritten_in_place(tmp_path: Path, change: str) -> None:
+    """Same names, same sizes, new content: isoportal.json and the boot file it names
+    shape the layout, so the cache must not serve the old one."""
+    source = make_source_tree(tmp_path / "src", with_isolinux=False)
+    loader = source / "boot/loader.bin"
+    loader.parent.mkdir()
+    loader.write_bytes(pseudo_random_bytes("loader", 8192))
+    make_efi_image(source / "uefi/a.img")
+    make_efi_image(source / "uefi/b.img")
+    write_settings(source, {"bios_boot_file": "boot/loader.bin", "efi_image": "uefi/a.img"})
+    cache = LayoutCache(make_template=make_layout_template)
+    past = time.time_ns() - 10 * 10**9
+
+    def cached(*, changed: str | None = None) -> bytes:
+        aged(source, past)
+        if changed is not None:  # the changed file alone gets a time of its own
+            os.utime(source / changed, ns=(past + 10**9, past + 10**9))
+        with cache.build_iso(source, EXTRAS) as image:
+            return b"".join(image)
+
+    cached()
+    assert (cache.misses, cache.hits) == (1, 0)
+    if change == "settings rewritten":
+        write_settings(source, {"bios_boot_file": "boot/loader.bin", "efi_image": "uefi/b.img"})
+        data = cached(changed="isoportal.json")
+    else:
+        loader.write_bytes(pseudo_random_bytes("loader, rebuilt", 8192))
+        data = cached(changed="boot/loader.bin")
+    assert (cache.misses, cache.hits) == (2, 0)
+    with build_iso(source, EXTRAS) as fresh:
+        assert data == b"".join(fresh)
