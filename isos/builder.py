@@ -561,7 +561,7 @@ def _add_isohybrid(iso: pycdlib.PyCdlib, iso_size: int, efi: bool, seed: bytes) 
     return padding
 
 
-def _settle_gpt(iso: pycdlib.PyCdlib, iso_size: int, seed: bytes) -> list[tuple[int, bytes]]:
+def _settle_gpt(iso: pycdlib.PyCdlib, seed: bytes) -> list[tuple[int, bytes]]:
     """Fix what pycdlib gets wrong in its GPTs; return the header bytes to patch.
 
     pycdlib gives the backup GPT its own random disk and partition GUIDs, where it must
@@ -578,9 +578,9 @@ def _settle_gpt(iso: pycdlib.PyCdlib, iso_size: int, seed: bytes) -> list[tuple[
     for number, (first, second) in enumerate(zip(primary.parts, backup.parts, strict=True), start=1):
         first.part_guid = second.part_guid = _derived_guid(seed, number)
     # pycdlib starts the whole-ISO partition at sector 0, over the MBR and the primary
-    # GPT itself; xorriso starts its ISO partition past the 32 KiB system area, and so
-    # do we, so no partition covers a partition table. (Its end stays below the backup
-    # GPT: the geometry left room for that.)
+    # GPT itself (sgdisk -v: "Main partition table overlaps the first partition"); it
+    # starts past the 32 KiB system area instead. (Its end stays below the backup GPT:
+    # the geometry left room for that.)
     primary.parts[0].first_lba = backup.parts[0].first_lba = _SYSTEM_AREA_SECTORS
     header = primary.header
     array = b"".join(part.record() for part in primary.parts)
@@ -1106,7 +1106,7 @@ def _lay_out(source_dir: os.PathLike[str] | str, extra_files: Mapping[str, bytes
         iso.force_consistency()
         if iso.pvd.space_size * iso.logical_block_size != iso_size:
             raise RuntimeError("pycdlib changed the volume size while laying it out")
-        fixes = _settle_gpt(iso, iso_size, seed) if boot.hybrid and boot.efi_image is not None else []
+        fixes = _settle_gpt(iso, seed) if boot.hybrid and boot.efi_image is not None else []
 
         sources = {e.source: e for e in _walk_files(top) if e.source is not None}
         files, patches = _file_layout(iso, memory, sources)

@@ -229,7 +229,7 @@ def test_system_area_has_mbr_and_gpt_that_xorriso_accepts(efi_source: Path, tmp_
     assert mbr[1] == ["2", "0x00", "0xef", str(efi_lba), str(efi_sectors)]
     assert fields(report, "MBR partition path") == [["2", "/images/efiboot.img"]]
     assert fields(report, "GPT start and size") == [
-        ["1", "64", str(iso_sectors - 64)],  # past the system area, as xorriso does
+        ["1", "64", str(iso_sectors - 64)],  # past the system area and its tables
         ["2", str(efi_lba), str(efi_sectors)],
     ]
     assert fields(report, "GPT partition path") == [["2", "/images/efiboot.img"]]
