@@ -12,8 +12,9 @@ What the hook gets (README, "The generate hook"):
   that ``ks_scripts/`` is a real directory holding symlinks to the source's own
   ``ks_scripts`` files plus this request's rendered files (mode 0600: ``password.cfg``
   holds a hash), and the boot images ``mkisofs -boot-info-table`` patches in place are
-  private copies. Nothing per request is ever written into the shared directory, so
-  concurrent requests cannot see each other's files (Traffic Ops' old bug);
+  private copies (:func:`boot_images`). Nothing per request is ever written into the
+  shared directory, so concurrent requests cannot see each other's files (Traffic Ops'
+  old bug);
 - a minimal, explicit environment (:func:`hook_environment`), never the root password;
 - a time limit, after which its whole process group is killed.
 
@@ -40,6 +41,8 @@ from collections.abc import Generator, Iterator, Mapping
 from pathlib import Path, PurePosixPath
 from typing import BinaryIO
 
+from isos.boot_plan import BIOS_BOOT_FILE, EFI_IMAGES, BootSettingsError, read_settings
+
 logger = logging.getLogger(__name__)
 
 HOOK_FILE_NAME = "generate"
@@ -47,10 +50,8 @@ HOOK_FILE_NAME = "generate"
 BUILT_BY_HOOK = "ISO made by the source's generate hook"
 # The hook's whole PATH: no trace of the server's own environment.
 HOOK_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
-# Boot images that mkisofs/genisoimage ``-boot-info-table`` rewrites in place (xorriso
-# does not): through a symlink that would patch the shared source, so the view holds
-# private copies. They are small (isolinux.bin ~40 KiB, efiboot.img a few MiB).
-PRIVATE_COPIES = ("isolinux/isolinux.bin", "images/efiboot.img")
+# The settings of isoportal.json that name boot images (isos.boot_plan).
+BOOT_IMAGE_SETTINGS = ("bios_boot_file", "efi_image")
 TEMP_PREFIX = "iso-hook-"
 STDERR_TAIL_LINES = 20
 STDERR_TAIL_BYTES = 8192
@@ -115,7 +116,7 @@ def lay_out_private_view(source: Path, view: Path, files: Mapping[str, bytes]) -
     own_files = {_relative_path(name) for name in files}
     copies = {
         PurePosixPath(name)
-        for name in PRIVATE_COPIES
+        for name in boot_images(source)
         if PurePosixPath(name) not in own_files and source.joinpath(name).is_file()
     }
     real_dirs = {parent for path in own_files | copies for parent in path.parents if parent.parts}
@@ -129,6 +130,24 @@ def lay_out_private_view(source: Path, view: Path, files: Mapping[str, bytes]) -
             out.write(data)
     for path in copies:
         shutil.copyfile(source.joinpath(*path.parts), view.joinpath(*path.parts))
+
+
+def boot_images(source: Path) -> set[str]:
+    """The boot images the view holds private copies of, where the source has them.
+
+    mkisofs and genisoimage ``-boot-info-table`` rewrite the boot image in place (xorriso
+    does not); through a symlink that would patch the shared source, the very file every
+    other request boots from. So: the builder's conventional names, and those the
+    source's ``isoportal.json`` names. They are small (isolinux.bin about 40 KiB, an EFI
+    image a few MiB).
+    """
+    names = {BIOS_BOOT_FILE, *EFI_IMAGES}
+    try:
+        settings = read_settings(str(source))
+    except BootSettingsError:
+        settings = {}  # the hook builds its own way; a broken settings file is not its concern
+    names.update(path for key in BOOT_IMAGE_SETTINGS if (path := settings.get(key)) is not None)
+    return names
 
 
 def _relative_path(name: str) -> PurePosixPath:

@@ -7,7 +7,9 @@ leave notes (environment, arguments, process ids) in a folder outside the locati
 
 from __future__ import annotations
 
+import json
 import os
+import shutil
 import threading
 import time
 from collections.abc import Callable
@@ -364,6 +366,24 @@ def test_boot_info_table_patching_never_reaches_the_shared_source(
     files = files_of(data, tmp_path)
     assert files["ks_scripts/network.cfg"] == EXPECTED_NETWORK_CFG
     assert files["isolinux/isolinux.bin"] != (source / "isolinux/isolinux.bin").read_bytes(), "patched copy"
+    assert list(hook_temp.iterdir()) == []
+
+
+@pytest.mark.django_db
+def test_a_boot_file_named_in_isoportal_json_is_a_private_copy_too(
+    operations_client: Client, source: Path, install_hook: Callable[..., Path], hook_temp: Path
+) -> None:
+    require_tool("genisoimage")
+    (source / "boot" / "x86").mkdir(parents=True)
+    shutil.move(source / "isolinux" / "isolinux.bin", source / "boot" / "x86" / "isolinux.bin")
+    (source / "isoportal.json").write_text(json.dumps({"bios_boot_file": "boot/x86/isolinux.bin"}))
+    install_hook(
+        'genisoimage -quiet -f -R -J -o "$1" -b boot/x86/isolinux.bin -c boot/x86/boot.cat '
+        "-no-emul-boot -boot-load-size 4 -boot-info-table ."
+    )
+    before = tree_digest(source)
+    download(operations_client, static_request())
+    assert tree_digest(source) == before
     assert list(hook_temp.iterdir()) == []
 
 
