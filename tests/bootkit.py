@@ -34,6 +34,7 @@ import shutil
 import struct
 import subprocess
 import tempfile
+import time
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -165,24 +166,34 @@ def kernel_package() -> str:
     return found.group(1)
 
 
-def download(packages: Iterable[str], debs: Path) -> dict[str, Path]:
-    """Each package's .deb (the candidate version), downloaded once into ``debs``."""
-    debs.mkdir(parents=True, exist_ok=True)
-    wanted = {}
-    for package in packages:
-        policy = run(["apt-cache", "policy", package])
-        found = re.search(r"Candidate:\s*(\S+)", policy)
+@functools.cache  # asking apt once per test run is enough
+def candidate_versions() -> dict[str, str]:
+    """The kit's packages and the versions apt would install (its candidates)."""
+    versions = {}
+    for package in (*STATIC_PACKAGES, kernel_package()):
+        found = re.search(r"Candidate:\s*(\S+)", run(["apt-cache", "policy", package]))
         if found is None or found.group(1) == "(none)":
             raise BootkitUnavailable(f"no candidate version of {package} (apt-get update?)")
+        versions[package] = found.group(1)
+    return versions
+
+
+def download(versions: dict[str, str], debs: Path) -> dict[str, Path]:
+    """Each package's .deb, downloaded once into ``debs``; other versions are removed."""
+    debs.mkdir(parents=True, exist_ok=True)
+    wanted = {}
+    for package, version in versions.items():
         # apt-get download names files package_version_arch.deb, with ':' as %3a.
-        version = found.group(1).replace(":", "%3a")
-        matches = sorted(debs.glob(f"{package}_{version}_*.deb"))
-        if not matches:
-            run(["apt-get", "download", "-q", f"{package}={found.group(1)}"], cwd=debs)
-            matches = sorted(debs.glob(f"{package}_{version}_*.deb"))
+        pattern = f"{package}_{version.replace(':', '%3a')}_*.deb"
+        if not any(debs.glob(pattern)):
+            run(["apt-get", "download", "-q", f"{package}={version}"], cwd=debs)
+        matches = sorted(debs.glob(pattern))
         if not matches:
             raise BootkitUnavailable(f"apt-get download left no .deb for {package}")
         wanted[package] = matches[0]
+    for old in debs.glob("*.deb"):
+        if old not in wanted.values():
+            old.unlink()  # superseded by a newer version (a kernel is 70 MB)
     return wanted
 
 
@@ -400,16 +411,24 @@ def locked(path: Path) -> Iterator[None]:
             fcntl.flock(lock, fcntl.LOCK_UN)
 
 
-@functools.cache  # asking apt once per test run is enough
+# Test runs in parallel share the cache, maybe with other versions of this file: a tree
+# is removed only when no run has used it for a day.
+STALE_TREE_SECONDS = 24 * 3600
+
+
 def bootkit_tree() -> Path:
-    """The cached boot kit tree (built on first use). Raises BootkitUnavailable."""
+    """The boot kit's tree in the cache (built on first use); read it, never write it.
+
+    Raises BootkitUnavailable.
+    """
     for tool in ("apt-get", "apt-cache", "dpkg", "grub-mkstandalone", "mkfs.fat", "mmd", "mcopy"):
         if shutil.which(tool) is None:
             raise BootkitUnavailable(f"{tool} is not installed")
+    versions = candidate_versions()
+    kernel = next(package for package in versions if package.startswith("linux-image-"))
     cache = cache_root()
-    kernel = kernel_package()
     with locked(cache / "lock"):
-        debs = download((*STATIC_PACKAGES, kernel), cache / "debs")
+        debs = download(versions, cache / "debs")
         fingerprint = hashlib.sha256(Path(__file__).read_bytes())
         for deb in debs.values():
             fingerprint.update(deb.name.encode() + b"\0")
@@ -419,10 +438,11 @@ def bootkit_tree() -> Path:
                 staging = Path(scratch) / "tree"
                 build_tree(debs, kernel, staging, Path(scratch) / "work")
                 staging.rename(tree)  # whole or not at all: a killed run leaves no half tree
-            for stale in cache.glob("tree-*"):
-                if stale != tree:
-                    shutil.rmtree(stale, ignore_errors=True)
-        return tree
+        os.utime(tree)  # in use: not stale
+        for stale in cache.glob("tree-*"):
+            if stale != tree and time.time() - stale.stat().st_mtime > STALE_TREE_SECONDS:
+                shutil.rmtree(stale, ignore_errors=True)
+    return tree
 
 
 def install_bootkit(kickstart_location: Path) -> Path:
