@@ -254,3 +254,61 @@ def content_inputs(source_dir: str) -> list[str]:
     if named is not None and named not in paths:
         paths.append(named)
     return paths
+
+
+# --------------------------------------------------------------------------------------
+# A vendor ISO used as the source: its own El Torito catalog, read directly
+# --------------------------------------------------------------------------------------
+
+_SECTOR: Final = 2048
+_FIRST_DESCRIPTOR: Final = 16
+_MAX_DESCRIPTORS: Final = 64  # a real volume descriptor set holds a handful
+_EL_TORITO_ID: Final = b"EL TORITO SPECIFICATION"
+_PLATFORMS: Final = {0x00: "BIOS", 0xEF: "UEFI", 0x01: "PowerPC", 0x02: "Mac"}
+
+
+def el_torito_platforms(path: str) -> list[int]:
+    """The platform ids of a vendor ISO's bootable El Torito entries, catalog order.
+
+    Reads the volume descriptors and the boot catalog's first sector (ECMA-119 8,
+    El Torito 2.0); ``[]`` for an ISO without a boot record. Raises OSError.
+    """
+    with open(path, "rb") as handle:
+        catalog_sector = None
+        for index in range(_FIRST_DESCRIPTOR, _FIRST_DESCRIPTOR + _MAX_DESCRIPTORS):
+            handle.seek(index * _SECTOR)
+            descriptor = handle.read(_SECTOR)
+            if len(descriptor) < _SECTOR or descriptor[1:6] != b"CD001" or descriptor[0] == 255:
+                break
+            if descriptor[0] == 0 and descriptor[7:39].rstrip(b"\0") == _EL_TORITO_ID:
+                catalog_sector = int.from_bytes(descriptor[0x47:0x4B], "little")
+        if catalog_sector is None:
+            return []
+        handle.seek(catalog_sector * _SECTOR)
+        catalog = handle.read(_SECTOR)
+    entries = [catalog[i : i + 32] for i in range(0, len(catalog) - 31, 32)]
+    if len(entries) < 2 or entries[0][0] != 1:  # the validation entry's header id
+        return []
+    platforms = [entries[0][1]] if entries[1][0] == 0x88 else []
+    index = 2
+    while index < len(entries) and entries[index][0] in (0x90, 0x91):
+        header = entries[index]
+        count = int.from_bytes(header[2:4], "little")
+        section = entries[index + 1 : index + 1 + count]
+        platforms += [header[1] for entry in section if entry[0] == 0x88]
+        index += 1 + count
+        if header[0] == 0x91:  # the final section header
+            break
+    return platforms
+
+
+def vendor_iso_description(path: str) -> str:
+    """One line for ``ks_scripts/state.out``: the vendor ISO's El Torito entries, kept."""
+    try:
+        platforms = el_torito_platforms(path)
+    except OSError:
+        platforms = []  # the build says why it cannot read the ISO
+    if not platforms:
+        return "not bootable (the vendor ISO has no El Torito boot entry)"
+    names = [_PLATFORMS.get(platform, f"platform 0x{platform:02x}") for platform in platforms]
+    return f"El Torito from the vendor ISO: {', '.join(names)}"

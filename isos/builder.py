@@ -6,9 +6,11 @@ entries for BIOS and UEFI and a hybrid MBR and GPT as :mod:`isos.boot_plan` deci
 
 - mapping real file names to ISO9660 and Joliet names (Rock Ridge keeps the real name),
 - laying the image out with pycdlib (which only stats the source files),
-- streaming the image front to back, reading each source file only while its bytes go
-  out, with the boot info table patched into the output (never into the source tree),
-  and pycdlib's GPT header checksums corrected the same way.
+- or, when the source is a vendor ``.iso`` file, opening it with pycdlib and adding the
+  extra files to it, keeping its El Torito entries (its files' data stays where it is),
+- streaming the image front to back, reading each source file (or range of the vendor
+  ISO) only while its bytes go out, with the boot info table patched into the output
+  (never into the source tree), and pycdlib's GPT header checksums corrected the same way.
 
 It knows nothing of HTTP or Django: ``build_iso()`` returns an :class:`IsoImage` whose
 ``size`` is exact before the first byte, and which iterates over ``bytes`` chunks.
@@ -53,6 +55,7 @@ from isos.boot_plan import (
     disk_probe,
     read_settings,
     resolve_boot,
+    vendor_iso_description,
 )
 
 __all__ = [
@@ -62,6 +65,7 @@ __all__ = [
     "StreamError",
     "build_iso",
     "describe_boot",
+    "is_vendor_iso",
     "make_layout_template",
 ]
 
@@ -189,11 +193,8 @@ def _scan_source(root: str) -> _Entry:
 def _overlay_extras(top: _Entry, extra_files: Mapping[str, bytes]) -> None:
     """Put the in-memory files into the tree, replacing source files of the same path."""
     for key in sorted(extra_files):
+        _check_extra_path(key)
         parts = key.split("/")
-        if not key or key.startswith("/") or any(p in ("", ".", "..") for p in parts):
-            raise ValueError(f"extra file path must be relative and normalized: {key!r}")
-        if "\x00" in key:
-            raise ValueError(f"extra file path holds a NUL character: {key!r}")
         directory = top
         for depth, part in enumerate(parts[:-1], start=1):
             rel = "/".join(parts[:depth])
@@ -214,6 +215,14 @@ def _overlay_extras(top: _Entry, extra_files: Mapping[str, bytes]) -> None:
             mode=_EXTRA_FILE_MODE,
             data=bytes(extra_files[key]),
         )
+
+
+def _check_extra_path(key: str) -> None:
+    parts = key.split("/")
+    if not key or key.startswith("/") or any(p in ("", ".", "..") for p in parts):
+        raise ValueError(f"extra file path must be relative and normalized: {key!r}")
+    if "\x00" in key:
+        raise ValueError(f"extra file path holds a NUL character: {key!r}")
 
 
 def _lookup(top: _Entry, rel: str) -> _Entry | None:
@@ -626,6 +635,8 @@ def _hybrid_seed(iso: pycdlib.PyCdlib, iso_size: int) -> bytes:
 #   inode.manage_fp is true, else the file object given to add_fp(); both read from
 #   inode.fp_offset, 0 for new files), zero-pads to the block and then writes
 #   inode.boot_info_table.record() at file offset 8. Inodes of length 0 are skipped.
+#   An inode parsed from an opened ISO (original_data_location DATA_ON_ORIGINAL_ISO)
+#   reads from that ISO's file object at orig_extent_loc * logical_block_size instead.
 # --------------------------------------------------------------------------------------
 
 
@@ -700,6 +711,10 @@ class _FileData:
     path: str | None
     memory: bytes | None
     mode: int = 0  # of a source file when laid out (Rock Ridge records it)
+    # A range of a vendor ISO: where the file's bytes start in it, and the vendor ISO's
+    # (size, mtime_ns, inode) when laid out, which the stream checks before reading.
+    origin_offset: int = 0
+    origin_stamp: tuple[int, int, int] | None = None
 
     @property
     def end(self) -> int:
@@ -718,7 +733,10 @@ class _Metadata:
 
 
 def _file_layout(
-    iso: pycdlib.PyCdlib, memory: dict[int, _Entry], sources: dict[str, _Entry]
+    iso: pycdlib.PyCdlib,
+    memory: dict[int, _Entry],
+    sources: dict[str, _Entry],
+    vendor: _VendorOrigin | None = None,
 ) -> tuple[list[_FileData], list[tuple[int, bytes]]]:
     """Each inode's place and origin, in disk order, plus the boot info table patches."""
     files: list[_FileData] = []
@@ -729,7 +747,21 @@ def _file_layout(
         if length <= 0:
             continue
         offset = ino.extent_location() * block
-        if ino.manage_fp and isinstance(ino.data_fp, str):
+        if vendor is not None and ino.original_data_location == ino.DATA_ON_ORIGINAL_ISO:
+            # Data still where the vendor ISO has it: read from there at stream time
+            # (pycdlib's InodeOpenData seeks to orig_extent_loc, not fp_offset).
+            files.append(
+                _FileData(
+                    offset,
+                    length,
+                    vendor.name,
+                    vendor.path,
+                    None,
+                    origin_offset=(ino.orig_extent_loc or 0) * block,
+                    origin_stamp=vendor.stamp,
+                )
+            )
+        elif ino.manage_fp and isinstance(ino.data_fp, str):
             entry = sources[ino.data_fp]
             files.append(_FileData(offset, length, entry.rel, ino.data_fp, None, entry.mode))
         elif id(ino.data_fp) in memory:
@@ -870,9 +902,16 @@ def _emit_disk_file(out: _ChunkBuffer, piece: _FileData, on_stale: Callable[[], 
         # A size other than the laid-out one means the layout is stale (the file was
         # rewritten in place): fail rather than send a truncated or padded file.
         info = os.fstat(fd)
-        if info.st_size != length or (piece.mode and info.st_mode != piece.mode):
+        if piece.origin_stamp is not None:
+            # A range of a vendor ISO: the whole ISO must be the one laid out (its
+            # metadata shaped the layout, not only this file's bytes).
+            if (info.st_size, info.st_mtime_ns, info.st_ino) != piece.origin_stamp:
+                on_stale()
+                raise StreamError(f"the vendor ISO {_printable(rel)} changed after layout")
+            os.lseek(fd, piece.origin_offset, os.SEEK_SET)
+        elif info.st_size != length or (piece.mode and info.st_mode != piece.mode):
             on_stale()
-        if info.st_size != length:
+        if piece.origin_stamp is None and info.st_size != length:
             change = "shrank" if info.st_size < length else "grew"
             raise StreamError(
                 f"{_printable(rel)} {change} after layout ({info.st_size} bytes, laid out {length})"
@@ -1053,11 +1092,14 @@ class _Layout:
     fixes: list[tuple[int, bytes]]  # of which: our corrections to pycdlib's write_fp()
     size: int  # with the hybrid padding
     boot_description: str
-    extra_paths: dict[str, tuple[str, str]]  # extra file → (ISO9660 path, Joliet path)
+    # extra file → (ISO9660 path, Joliet path, or None in a vendor ISO without Joliet)
+    extra_paths: dict[str, tuple[str, str | None]]
 
 
 def _lay_out(source_dir: os.PathLike[str] | str, extra_files: Mapping[str, bytes], volume_id: str) -> _Layout:
     root = os.path.abspath(os.fspath(source_dir))
+    if is_vendor_iso(root):
+        return _lay_out_vendor_iso(root, extra_files)
     top = _scan_source(root)
     try:
         settings = read_settings(root)
@@ -1113,8 +1155,233 @@ def _lay_out(source_dir: os.PathLike[str] | str, extra_files: Mapping[str, bytes
     except BaseException:
         _close_quietly(iso)
         raise
-    extra_paths = {entry.rel: (entry.iso_path, entry.joliet_path) for entry in memory.values()}
+    extra_paths: dict[str, tuple[str, str | None]] = {
+        entry.rel: (entry.iso_path, entry.joliet_path) for entry in memory.values()
+    }
     return _Layout(iso, files, patches + fixes, fixes, iso_size + padding, boot.description(), extra_paths)
+
+
+# --------------------------------------------------------------------------------------
+# A vendor ISO as the source: opened with pycdlib, the extra files added, never written
+# --------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class _VendorOrigin:
+    """The vendor ISO that file data is read from while streaming."""
+
+    path: str
+    name: str  # for messages
+    stamp: tuple[int, int, int]  # (size, mtime_ns, inode) when laid out
+
+
+def is_vendor_iso(path: os.PathLike[str] | str) -> bool:
+    """Whether ``path`` is a vendor ISO source: a regular file whose name ends in ``.iso``."""
+    text = os.fspath(path)
+    if not text.lower().endswith(".iso"):
+        return False
+    try:
+        return stat.S_ISREG(os.stat(text).st_mode)
+    except OSError:
+        return False
+
+
+def _describe_vendor_iso(path: str) -> str:
+    return vendor_iso_description(path)
+
+
+def _lay_out_vendor_iso(path: str, extra_files: Mapping[str, bytes]) -> _Layout:
+    """Open the vendor ISO, put the extra files in, lay it out; nothing is written to it.
+
+    pycdlib parses every directory record of the ISO into objects (a few per file: some
+    60 MB for a DVD of 10,000 files); the layout cache does this in a child process.
+    The vendor's El Torito entries, boot info table and volume id are kept as parsed
+    (pycdlib re-patches the boot info table with the boot file's new place). Its hybrid
+    MBR/GPT is not: pycdlib 1.22.0 cannot re-lay one out (an MBR-only one fails in
+    force_consistency() once the ISO has an EFI entry; a GPT comes out with a wrong array
+    CRC and a backup GPT where none fits), so the result boots as a CD only (README).
+    """
+    for key in extra_files:
+        _check_extra_path(key)
+    try:
+        info = os.stat(path)
+        with open(path, "rb"):
+            pass  # unreadable: say so now, before the first byte
+    except OSError as exc:
+        raise SourceError(f"the vendor ISO cannot be read ({exc.strerror})") from exc
+    origin = _VendorOrigin(path, os.path.basename(path), (info.st_size, info.st_mtime_ns, info.st_ino))
+    description = vendor_iso_description(path)
+    iso = pycdlib.PyCdlib()
+    try:
+        try:
+            iso.open(path)
+        except PyCdlibException as exc:
+            raise SourceError(f"the vendor ISO cannot be parsed ({exc})") from exc
+        if iso.has_udf():
+            # The per-host files would be missing from the UDF tree that readers prefer.
+            raise SourceError("vendor ISOs with a UDF file system are not supported")
+        if iso.isohybrid_mbr is not None:
+            iso.rm_isohybrid()
+        memory: dict[int, _Entry] = {}
+        extra_paths: dict[str, tuple[str, str | None]] = {}
+        rock_ridge, joliet = iso.has_rock_ridge(), iso.has_joliet()
+        for key in sorted(extra_files):
+            data = bytes(extra_files[key])
+            try:
+                iso_path, joliet_path = _vendor_place(iso, key, rock_ridge=rock_ridge, joliet=joliet)
+                name = key.rpartition("/")[2]
+                data_fp = io.BytesIO(data)
+                memory[id(data_fp)] = _Entry(name=name, rel=key, kind="memory", data=data)
+                iso.add_fp(
+                    data_fp,
+                    len(data),
+                    iso_path=iso_path,
+                    rr_name=name if rock_ridge else None,
+                    joliet_path=joliet_path,
+                    file_mode=_EXTRA_FILE_MODE if rock_ridge else None,
+                )
+            except PyCdlibException as exc:
+                raise SourceError(f"cannot add {_printable(key)} to the vendor ISO ({exc})") from exc
+            extra_paths[key] = (iso_path, joliet_path)
+        try:
+            iso.force_consistency()
+        except PyCdlibException as exc:
+            raise SourceError(f"cannot lay out the vendor ISO ({exc})") from exc
+        size = iso.pvd.space_size * iso.logical_block_size
+        files, patches = _file_layout(iso, memory, {}, origin)
+    except BaseException:
+        _close_quietly(iso)
+        raise
+    return _Layout(iso, files, patches, [], size, description, extra_paths)
+
+
+@dataclass(frozen=True)
+class _VendorChild:
+    identifier: str  # as recorded ("KS.CFG;1", "KS_SCRIP")
+    real_name: str | None  # its Rock Ridge name
+    is_dir: bool
+
+
+def _vendor_children(iso: pycdlib.PyCdlib, **path: str) -> list[_VendorChild]:
+    """The entries of one directory of the vendor ISO (``iso_path=`` or ``joliet_path=``)."""
+    joliet = "joliet_path" in path
+    children = []
+    for record in iso.list_children(**path):
+        if record.is_dot() or record.is_dotdot():
+            continue
+        raw = record.file_identifier()
+        identifier = raw.decode("utf-16_be", "replace") if joliet else raw.decode("utf-8", "replace")
+        real = None
+        if not joliet and record.rock_ridge is not None and record.rock_ridge.name():
+            real = record.rock_ridge.name().decode("utf-8", "surrogateescape")
+        children.append(_VendorChild(identifier, real, record.is_dir()))
+    return children
+
+
+def _vendor_match(children: list[_VendorChild], name: str, *, joliet: bool) -> _VendorChild | None:
+    """The child a real name stands for: by its Rock Ridge name when it has one, else by
+    the name this module would give it (ISO9660), or case-insensitively (Joliet)."""
+    for child in children:
+        if child.real_name is not None:
+            if child.real_name == name:
+                return child
+        elif joliet:
+            if _iso_key(child.identifier).casefold() in (
+                name.casefold(),
+                _joliet_identifier(name, "", is_dir=child.is_dir).casefold(),
+            ):
+                return child
+        elif _iso_key(child.identifier) == _iso_key(
+            _iso_dir_identifier(name, "") if child.is_dir else _iso_file_identifier(name, "")
+        ):
+            return child
+    return None
+
+
+def _vendor_new_name(children: list[_VendorChild], name: str, *, is_dir: bool, joliet: bool) -> str:
+    """A name for a new entry, unique in its directory (the module's naming rules)."""
+    taken = {_iso_key(child.identifier).casefold() for child in children}
+    for number in itertools.count():
+        if joliet:
+            candidate = _joliet_identifier(name, f"~{number}" if number else "", is_dir=is_dir)
+        elif is_dir:
+            candidate = _iso_dir_identifier(name, f"_{number}" if number else "")
+        else:
+            candidate = _iso_file_identifier(name, f"_{number}" if number else "")
+        if _iso_key(candidate).casefold() not in taken:
+            return candidate
+    raise AssertionError("unreachable")
+
+
+def _vendor_place(
+    iso: pycdlib.PyCdlib, key: str, *, rock_ridge: bool, joliet: bool
+) -> tuple[str, str | None]:
+    """The ISO9660 and Joliet paths for an extra file: its folders found or made, and a
+    file of the vendor's at that path removed (it is replaced)."""
+    parts = key.split("/")
+    iso_dir, joliet_dir = "", ""
+    for depth, part in enumerate(parts, start=1):
+        last = depth == len(parts)
+        here = "/".join(parts[:depth])
+        found = _vendor_match(_vendor_children(iso, iso_path=iso_dir or "/"), part, joliet=False)
+        joliet_found = None
+        if joliet:
+            joliet_found = _vendor_match(
+                _vendor_children(iso, joliet_path=joliet_dir or "/"), part, joliet=True
+            )
+        if found is not None and found.is_dir == last:
+            what = "a directory" if last else "not a directory"
+            raise SourceError(f"{_printable(here)} is {what} in the vendor ISO")
+        if last:
+            if found is not None:
+                # Every link to the old file goes (ISO9660 and Joliet alike).
+                iso.rm_file(iso_path=f"{iso_dir}/{found.identifier}")
+            elif joliet_found is not None and not joliet_found.is_dir:
+                iso.rm_file(joliet_path=f"{joliet_dir}/{joliet_found.identifier.removesuffix(';1')}")
+            iso_name = _vendor_new_name(
+                _vendor_children(iso, iso_path=iso_dir or "/"), part, is_dir=False, joliet=False
+            )
+            joliet_path = None
+            if joliet:
+                joliet_name = _vendor_new_name(
+                    _vendor_children(iso, joliet_path=joliet_dir or "/"), part, is_dir=False, joliet=True
+                )
+                joliet_path = f"{joliet_dir}/{joliet_name}"
+            return f"{iso_dir}/{iso_name}", joliet_path
+        if found is None:
+            name = _vendor_new_name(
+                _vendor_children(iso, iso_path=iso_dir or "/"), part, is_dir=True, joliet=False
+            )
+            new_joliet = None
+            if joliet and joliet_found is None:
+                joliet_name = _vendor_new_name(
+                    _vendor_children(iso, joliet_path=joliet_dir or "/"), part, is_dir=True, joliet=True
+                )
+                new_joliet = f"{joliet_dir}/{joliet_name}"
+            iso.add_directory(
+                f"{iso_dir}/{name}",
+                rr_name=part if rock_ridge else None,
+                joliet_path=new_joliet,
+                file_mode=_CREATED_DIR_MODE if rock_ridge else None,
+            )
+            iso_dir = f"{iso_dir}/{name}"
+            if new_joliet is not None:
+                joliet_dir = new_joliet
+                continue
+        else:
+            iso_dir = f"{iso_dir}/{found.identifier}"
+        if joliet:
+            if joliet_found is None:
+                joliet_name = _vendor_new_name(
+                    _vendor_children(iso, joliet_path=joliet_dir or "/"), part, is_dir=True, joliet=True
+                )
+                iso.add_joliet_directory(f"{joliet_dir}/{joliet_name}")
+                joliet_dir = f"{joliet_dir}/{joliet_name}"
+            elif not joliet_found.is_dir:
+                raise SourceError(f"{_printable(here)} is not a directory in the vendor ISO's Joliet tree")
+            else:
+                joliet_dir = f"{joliet_dir}/{joliet_found.identifier}"
+    raise AssertionError("unreachable")
 
 
 # --------------------------------------------------------------------------------------
@@ -1208,15 +1475,18 @@ def make_layout_template(
     try:
         # Plant a distinct sentinel in each placeholder's records, render, and find it.
         sentinels: dict[str, int] = {}
+        record_counts: dict[str, int] = {}
         for index, name in enumerate(names):
             sentinels[name] = _LENGTH_SENTINEL_BASE + index
-            for record in _records_of(layout, name):
+            records = _records_of(layout, name)
+            record_counts[name] = len(records)
+            for record in records:
                 record.data_length = sentinels[name]  # pycdlib internals: the field record() packs
         segments = _render_metadata(layout.iso)
         length_fields = {
             name: _find_all(segments, both_endian_32(sentinel)) for name, sentinel in sentinels.items()
         }
-        if any(len(offsets) != 2 for offsets in length_fields.values()):
+        if any(len(offsets) != record_counts[name] for name, offsets in length_fields.items()):
             raise RuntimeError("could not find the placeholders' data lengths in the metadata")
         # The sentinels stay in the template's metadata: every instance patches them over.
         plan = _plan(segments, layout.files, layout.size)
@@ -1236,7 +1506,10 @@ def make_layout_template(
 def _records_of(layout: _Layout, rel: str) -> list[Any]:
     """The ISO9660 and Joliet directory records of an extra file."""
     iso_path, joliet_path = layout.extra_paths[rel]
-    return [layout.iso.get_record(iso_path=iso_path), layout.iso.get_record(joliet_path=joliet_path)]
+    records = [layout.iso.get_record(iso_path=iso_path)]
+    if joliet_path is not None:
+        records.append(layout.iso.get_record(joliet_path=joliet_path))
+    return records
 
 
 def _find_all(segments: Sequence[tuple[int, bytes]], needle: bytes) -> list[int]:
@@ -1258,8 +1531,13 @@ def describe_boot(source_dir: os.PathLike[str] | str) -> str:
     through real directories, never through symlinks. Extra files are not considered;
     an unreadable boot file simply reads as absent here (``build_iso()`` then says why).
     Raises SourceError for a settings file the build would refuse too.
+
+    A vendor ISO is described by its own El Torito catalog, read directly (a few
+    sectors; no pycdlib, whose objects for a DVD would outweigh the whole worker).
     """
     root = os.path.abspath(os.fspath(source_dir))
+    if is_vendor_iso(root):
+        return _describe_vendor_iso(root)
     try:
         return resolve_boot(read_settings(root), disk_probe(root)).description()
     except BootSettingsError as exc:

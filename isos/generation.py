@@ -28,7 +28,7 @@ from isos.serializers import IsoRequestSerializer
 from osversions.catalog import (
     CatalogError,
     kickstart_files_location,
-    resolve_source_directory,
+    resolve_source,
     usable_catalog,
 )
 
@@ -116,8 +116,9 @@ def iso_download_response(
     GenerationFailed (audited) when the source cannot be used.
     """
     try:
-        source = resolve_source_directory(iso_request.osversion_dir)
-        hook = find_generate_hook(source, kickstart_files_location())
+        source = resolve_source(iso_request.osversion_dir)
+        # The generate hook is a directory source's; a vendor ISO has none.
+        hook = find_generate_hook(source, kickstart_files_location()) if source.is_dir() else None
         image: IsoImage | HookIso
         if hook is None:
             files = render_ks_scripts(

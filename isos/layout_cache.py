@@ -16,6 +16,10 @@ file rewritten in place, the stream sees: it checks each file's size and mode as
 opens it, fails a download whose file changed size (so it never looks complete) and, in
 both cases, drops the template so the next request lays the tree out anew.
 
+A vendor ISO source (one ``.iso`` file) is cached the same way, its fingerprint being
+its size, modification time and inode: its layout is made in the child process too, so
+pycdlib's objects for a whole DVD (a few per file) never stay in the worker.
+
 The fingerprint is taken *before* laying out, so a tree that changes meanwhile is caught
 by the next request. Bounded by entry count and by the templates' memory; least recently
 used go first. Nothing is shared between workers: each process warms its own.
@@ -32,7 +36,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 
 from isos.boot_plan import content_inputs
-from isos.builder import IsoImage, LayoutTemplate, build_iso
+from isos.builder import IsoImage, LayoutTemplate, build_iso, is_vendor_iso
 from isos.layout_process import make_layout_template_in_child
 
 DEFAULT_MAX_ENTRIES = 8
@@ -52,6 +56,14 @@ def source_fingerprint(source_dir: str) -> str | None:
     the last second is not cached at all (the "racy git" problem, solved the same way).
     """
     settled_before = time.time_ns() - SETTLE_NS
+    if is_vendor_iso(source_dir):
+        # A vendor ISO is one file: its size, mtime and inode say whether it changed (the
+        # stream checks the same three before reading each range of it).
+        info = os.stat(source_dir)
+        if info.st_mtime_ns > settled_before:
+            return None
+        text = f"iso\0{info.st_size}\0{info.st_mtime_ns}\0{info.st_ino}".encode()
+        return hashlib.blake2b(text, digest_size=16).hexdigest()
     newest = 0
     lines: list[str] = []
     pending = [("", source_dir)]
@@ -140,6 +152,11 @@ class LayoutCache:
             fingerprint = source_fingerprint(source)
         except OSError:
             fingerprint = None
+        if fingerprint is None and is_vendor_iso(source):
+            # A vendor ISO changed within the last second: laid out in the child all the
+            # same (pycdlib's objects for a DVD must not stay in the worker), not cached.
+            template = self.make_template(source, list(extra_files), volume_id=volume_id)
+            return template.instantiate(extra_files, chunk_size=chunk_size)
         if fingerprint is None:  # unreadable (build_iso says why) or still settling
             return build_iso(source_dir, extra_files, volume_id=volume_id, chunk_size=chunk_size)
         key = (source, tuple(sorted(extra_files)), volume_id)

@@ -1,7 +1,8 @@
-"""The catalog of ISO sources: reading ``osversions.json``, syncing rows, resolving dirs.
+"""The catalog of ISO sources: reading ``osversions.json``, syncing rows, resolving sources.
 
 ``osversions.json`` lives in the kickstart files location and maps a display name to a
-directory under it (``{"CentOS 7.2": "centos72"}``). It is read on every request that
+directory under it (``{"CentOS 7.2": "centos72"}``), or to a vendor ``.iso`` file under
+it (``{"Rocky 9": "rocky9/Rocky-9.4-x86_64-minimal.iso"}``). It is read on every request that
 needs it (it is small, and operators edit it by hand), mirrored into ``OsVersion`` rows,
 and filtered by what the user may use: the global permission ``use_osversion`` (admin
 and operations have it) or a guardian grant on the row itself.
@@ -119,8 +120,9 @@ def usable_catalog(user: AbstractBaseUser | AnonymousUser) -> dict[str, str]:
     return dict(usable_versions(user).values_list("name", "directory"))
 
 
-def resolve_source_directory(directory: str, location: Path | None = None) -> Path:
-    """The real path of a source directory, refused if it leaves the location.
+def resolve_source(directory: str, location: Path | None = None) -> Path:
+    """The real path of a source (a directory, or a vendor ``.iso`` file), refused if it
+    leaves the location.
 
     Symlinks inside the location are allowed only when they stay inside it.
     """
@@ -131,6 +133,9 @@ def resolve_source_directory(directory: str, location: Path | None = None) -> Pa
     candidate = (root / directory).resolve()
     if not candidate.is_relative_to(root):
         raise CatalogError(f"directory {directory!r} resolves outside {root}")
-    if not candidate.is_dir():
-        raise CatalogError(f"source directory {candidate} does not exist")
-    return candidate
+    if candidate.is_dir():
+        return candidate
+    # A vendor ISO: a regular file (after resolving) whose name ends in .iso.
+    if candidate.suffix.lower() == ".iso" and candidate.is_file():
+        return candidate
+    raise CatalogError(f"source directory or .iso file {candidate} does not exist")

@@ -11,7 +11,7 @@ from django.db import connection
 from django.test import Client
 from django.test.utils import CaptureQueriesContext
 
-from osversions.catalog import CatalogError, read_catalog_file, resolve_source_directory, sync_catalog
+from osversions.catalog import CatalogError, read_catalog_file, resolve_source, sync_catalog
 from osversions.models import OsVersion
 
 URL = "/api/5.0/osversions"
@@ -79,13 +79,13 @@ def test_unsafe_directories_are_skipped(operations_client: Client, kickstart_loc
     assert operations_client.get(URL).json() == {"response": {"Good": "centos72"}}
 
 
-def test_resolve_source_directory_refuses_escapes(tmp_path: Path) -> None:
+def test_resolve_source_refuses_escapes(tmp_path: Path) -> None:
     (tmp_path / "inside").mkdir()
     (tmp_path / "escape").symlink_to("/etc")
-    assert resolve_source_directory("inside", tmp_path) == (tmp_path / "inside").resolve()
+    assert resolve_source("inside", tmp_path) == (tmp_path / "inside").resolve()
     for bad in ("/etc", "../x", "escape", "missing", "inside/../../x"):
         with pytest.raises(CatalogError):
-            resolve_source_directory(bad, tmp_path)
+            resolve_source(bad, tmp_path)
 
 
 def test_read_catalog_file_keeps_nested_directories(tmp_path: Path) -> None:
