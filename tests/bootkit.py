@@ -117,7 +117,7 @@ GRUB_CFG = f"""serial --unit=0 --speed=115200
 terminal_input serial
 terminal_output serial
 search --no-floppy --file --set=root /isolinux/vmlinuz
-echo "bootkit grub: kernel on $root"
+echo "bootkit grub: loaded from $cmdpath, kernel on $root"
 linux /isolinux/vmlinuz {KERNEL_COMMAND_LINE}
 initrd /isolinux/initrd.img
 boot
@@ -480,6 +480,7 @@ class ConsoleReport:
     network_cfg_base64: bytes
     firmware: str
     medium: str
+    grub_loaded_from: str | None = None  # GRUB's $cmdpath, e.g. (cd0)/EFI/BOOT; UEFI only
 
 
 def between(text: str, begin: str, end: str) -> str | None:
@@ -501,6 +502,7 @@ def read_console(log: bytes) -> ConsoleReport | None:
     encoded = between(text, BASE64_BEGIN, BASE64_END)
     firmware = re.search(r"bootkit: firmware (\w+)", text)
     medium = re.search(r"bootkit: boot medium (\S+)", text)
+    grub = re.search(r"bootkit grub: loaded from (\S+),", text)
     if shown is None or encoded is None or firmware is None or medium is None:
         return None
     return ConsoleReport(
@@ -508,4 +510,5 @@ def read_console(log: bytes) -> ConsoleReport | None:
         network_cfg_base64=base64.b64decode("".join(encoded.split())),
         firmware=firmware.group(1),
         medium=medium.group(1),
+        grub_loaded_from=grub.group(1) if grub else None,
     )
