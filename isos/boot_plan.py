@@ -10,7 +10,8 @@ or on disk), so they cannot disagree.
 By convention: ``isolinux/isolinux.bin`` (BIOS, catalog ``isolinux/boot.cat``) and the
 first of :data:`EFI_IMAGES` present (UEFI). A source whose layout differs names its files
 in an optional ``isoportal.json`` at its top (:data:`SETTINGS_KEYS`); ``null`` turns a
-convention off. Nothing here writes to the source tree or knows pycdlib.
+convention off. A vendor ISO used as the source boots as its own El Torito catalog says
+(:func:`read_vendor_boot`). Nothing here writes to the source tree or knows pycdlib.
 """
 
 from __future__ import annotations
@@ -21,7 +22,7 @@ import re
 import stat
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Final, Literal
+from typing import BinaryIO, Final, Literal
 
 SETTINGS_FILE: Final = "isoportal.json"
 BIOS_BOOT_FILE: Final = "isolinux/isolinux.bin"
@@ -267,48 +268,71 @@ _EL_TORITO_ID: Final = b"EL TORITO SPECIFICATION"
 _PLATFORMS: Final = {0x00: "BIOS", 0xEF: "UEFI", 0x01: "PowerPC", 0x02: "Mac"}
 
 
-def el_torito_platforms(path: str) -> list[int]:
-    """The platform ids of a vendor ISO's bootable El Torito entries, catalog order.
+@dataclass(frozen=True)
+class VendorBoot:
+    """A vendor ISO's El Torito entries (platform ids, catalog order), and whether the
+    ISO made from it is hybrid: when its initial entry boots an isohybrid isolinux.bin."""
 
-    Reads the volume descriptors and the boot catalog's first sector (ECMA-119 8,
-    El Torito 2.0); ``[]`` for an ISO without a boot record. Raises OSError.
+    platforms: tuple[int, ...]
+    hybrid: bool
+
+    def description(self) -> str:
+        """One line for ``ks_scripts/state.out``, e.g. ``El Torito from the vendor ISO:
+        BIOS, UEFI; hybrid MBR+GPT``."""
+        if not self.platforms:
+            return "not bootable (the vendor ISO has no El Torito boot entry)"
+        names = [_PLATFORMS.get(platform, f"platform 0x{platform:02x}") for platform in self.platforms]
+        text = f"El Torito from the vendor ISO: {', '.join(names)}"
+        if self.hybrid:
+            text += "; hybrid MBR+GPT" if 0xEF in self.platforms else "; hybrid MBR"
+        return text
+
+
+def read_vendor_boot(path: str) -> VendorBoot:
+    """Read a vendor ISO's boot record, El Torito catalog and initial boot image's head.
+
+    The volume descriptors and the catalog's first sector (ECMA-119 8, El Torito 2.0);
+    no El Torito entry for an ISO without a boot record, or one that cannot be read
+    (the build then says why).
     """
-    with open(path, "rb") as handle:
-        catalog_sector = None
-        for index in range(_FIRST_DESCRIPTOR, _FIRST_DESCRIPTOR + _MAX_DESCRIPTORS):
-            handle.seek(index * _SECTOR)
-            descriptor = handle.read(_SECTOR)
-            if len(descriptor) < _SECTOR or descriptor[1:6] != b"CD001" or descriptor[0] == 255:
-                break
-            if descriptor[0] == 0 and descriptor[7:39].rstrip(b"\0") == _EL_TORITO_ID:
-                catalog_sector = int.from_bytes(descriptor[0x47:0x4B], "little")
-        if catalog_sector is None:
-            return []
-        handle.seek(catalog_sector * _SECTOR)
-        catalog = handle.read(_SECTOR)
-    entries = [catalog[i : i + 32] for i in range(0, len(catalog) - 31, 32)]
-    if len(entries) < 2 or entries[0][0] != 1:  # the validation entry's header id
-        return []
-    platforms = [entries[0][1]] if entries[1][0] == 0x88 else []
-    index = 2
-    while index < len(entries) and entries[index][0] in (0x90, 0x91):
-        header = entries[index]
-        count = int.from_bytes(header[2:4], "little")
-        section = entries[index + 1 : index + 1 + count]
-        platforms += [header[1] for entry in section if entry[0] == 0x88]
-        index += 1 + count
-        if header[0] == 0x91:  # the final section header
-            break
-    return platforms
-
-
-def vendor_iso_description(path: str) -> str:
-    """One line for ``ks_scripts/state.out``: the vendor ISO's El Torito entries, kept."""
     try:
-        platforms = el_torito_platforms(path)
+        with open(path, "rb") as handle:
+            catalog = _read_catalog(handle)
+            entries = [catalog[i : i + 32] for i in range(0, len(catalog) - 31, 32)]
+            if len(entries) < 2 or entries[0][0] != 1:  # the validation entry's header id
+                return VendorBoot((), hybrid=False)
+            platforms = [entries[0][1]] if entries[1][0] == 0x88 else []
+            index = 2
+            while index < len(entries) and entries[index][0] in (0x90, 0x91):
+                header = entries[index]
+                count = int.from_bytes(header[2:4], "little")
+                section = entries[index + 1 : index + 1 + count]
+                platforms += [header[1] for entry in section if entry[0] == 0x88]
+                index += 1 + count
+                if header[0] == 0x91:  # the final section header
+                    break
+            hybrid = False
+            if platforms and platforms[0] == 0x00 and entries[1][0] == 0x88:
+                # pycdlib's isohybrid needs the initial (BIOS) entry's image to be one.
+                handle.seek(int.from_bytes(entries[1][8:12], "little") * _SECTOR)
+                head = handle.read(HEAD_BYTES)
+                hybrid = head[_ISOHYBRID_SIGNATURE_AT:HEAD_BYTES] == _ISOHYBRID_SIGNATURE
     except OSError:
-        platforms = []  # the build says why it cannot read the ISO
-    if not platforms:
-        return "not bootable (the vendor ISO has no El Torito boot entry)"
-    names = [_PLATFORMS.get(platform, f"platform 0x{platform:02x}") for platform in platforms]
-    return f"El Torito from the vendor ISO: {', '.join(names)}"
+        return VendorBoot((), hybrid=False)
+    return VendorBoot(tuple(platforms), hybrid)
+
+
+def _read_catalog(handle: BinaryIO) -> bytes:
+    """The boot catalog's first sector, or b"" when the ISO has no El Torito boot record."""
+    catalog_sector = None
+    for index in range(_FIRST_DESCRIPTOR, _FIRST_DESCRIPTOR + _MAX_DESCRIPTORS):
+        handle.seek(index * _SECTOR)
+        descriptor = handle.read(_SECTOR)
+        if len(descriptor) < _SECTOR or descriptor[1:6] != b"CD001" or descriptor[0] == 255:
+            break
+        if descriptor[0] == 0 and descriptor[7:39].rstrip(b"\0") == _EL_TORITO_ID:
+            catalog_sector = int.from_bytes(descriptor[0x47:0x4B], "little")
+    if catalog_sector is None:
+        return b""
+    handle.seek(catalog_sector * _SECTOR)
+    return handle.read(_SECTOR)

@@ -54,8 +54,8 @@ from isos.boot_plan import (
     Probe,
     disk_probe,
     read_settings,
+    read_vendor_boot,
     resolve_boot,
-    vendor_iso_description,
 )
 
 __all__ = [
@@ -1187,7 +1187,7 @@ def is_vendor_iso(path: os.PathLike[str] | str) -> bool:
 
 
 def _describe_vendor_iso(path: str) -> str:
-    return vendor_iso_description(path)
+    return read_vendor_boot(path).description()
 
 
 def _lay_out_vendor_iso(path: str, extra_files: Mapping[str, bytes]) -> _Layout:
@@ -1197,9 +1197,11 @@ def _lay_out_vendor_iso(path: str, extra_files: Mapping[str, bytes]) -> _Layout:
     60 MB for a DVD of 10,000 files); the layout cache does this in a child process.
     The vendor's El Torito entries, boot info table and volume id are kept as parsed
     (pycdlib re-patches the boot info table with the boot file's new place). Its hybrid
-    MBR/GPT is not: pycdlib 1.22.0 cannot re-lay one out (an MBR-only one fails in
-    force_consistency() once the ISO has an EFI entry; a GPT comes out with a wrong array
-    CRC and a backup GPT where none fits), so the result boots as a CD only (README).
+    MBR/GPT is not re-laid out as parsed: pycdlib 1.22.0 gets that wrong (an MBR-only one
+    fails in force_consistency() once the ISO has an EFI entry; a GPT comes out with a
+    wrong array CRC and a backup GPT where none fits). It is dropped, and made anew the
+    way a directory source's is (:func:`_add_isohybrid`, :func:`_settle_gpt`) when the
+    initial entry boots an isohybrid isolinux.bin, whether the vendor's was hybrid or not.
     """
     for key in extra_files:
         _check_extra_path(key)
@@ -1210,7 +1212,7 @@ def _lay_out_vendor_iso(path: str, extra_files: Mapping[str, bytes]) -> _Layout:
     except OSError as exc:
         raise SourceError(f"the vendor ISO cannot be read ({exc.strerror})") from exc
     origin = _VendorOrigin(path, os.path.basename(path), (info.st_size, info.st_mtime_ns, info.st_ino))
-    description = vendor_iso_description(path)
+    boot = read_vendor_boot(path)
     iso = pycdlib.PyCdlib()
     try:
         try:
@@ -1243,16 +1245,24 @@ def _lay_out_vendor_iso(path: str, extra_files: Mapping[str, bytes]) -> _Layout:
             except PyCdlibException as exc:
                 raise SourceError(f"cannot add {_printable(key)} to the vendor ISO ({exc})") from exc
             extra_paths[key] = (iso_path, joliet_path)
+        # As for a directory source: the volume's size is final once every file is in.
+        iso_size = iso.pvd.space_size * iso.logical_block_size
+        efi = 0xEF in boot.platforms
+        padding, seed = 0, _hybrid_seed(iso, iso_size)
+        if boot.hybrid:
+            padding = _add_isohybrid(iso, iso_size, efi, seed)
         try:
             iso.force_consistency()
         except PyCdlibException as exc:
             raise SourceError(f"cannot lay out the vendor ISO ({exc})") from exc
-        size = iso.pvd.space_size * iso.logical_block_size
+        if iso.pvd.space_size * iso.logical_block_size != iso_size:
+            raise RuntimeError("pycdlib changed the volume size while laying it out")
+        fixes = _settle_gpt(iso, seed) if boot.hybrid and efi else []
         files, patches = _file_layout(iso, memory, {}, origin)
     except BaseException:
         _close_quietly(iso)
         raise
-    return _Layout(iso, files, patches, [], size, description, extra_paths)
+    return _Layout(iso, files, patches + fixes, fixes, iso_size + padding, boot.description(), extra_paths)
 
 
 @dataclass(frozen=True)
