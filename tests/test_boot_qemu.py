@@ -37,6 +37,8 @@ from tests.bootkit import (
 from tests.conftest import post_json, static_request
 from tests.test_iso_download import EXPECTED_NETWORK_CFG
 
+pytestmark = pytest.mark.boot
+
 __all__ = ["bootkit_source"]  # the fixture, found by pytest through this module
 
 URL = "/api/5.0/isos"

@@ -276,6 +276,7 @@ def bootkit_vendor_iso(kickstart_location: Path, tmp_path: Path) -> Path:
 
 @pytest.mark.django_db
 @pytest.mark.parametrize("medium", ["cd", "ide"])
+@pytest.mark.boot
 @pytest.mark.parametrize("firmware", ["bios", "uefi"])
 def test_an_iso_made_from_a_vendor_iso_boots(
     operations_client: Client, bootkit_vendor_iso: Path, tmp_path: Path, firmware: Firmware, medium: Medium
