@@ -4,11 +4,19 @@ A refused or failed request is recorded at once. A streamed ISO is recorded as
 ``streaming`` before its first byte and closed by :class:`AuditedStream` when the WSGI
 server finishes with it: ``built`` when every byte went out, ``failed`` when the source
 broke mid-stream, ``client_went_away`` when the server closed it early.
+
+When an attempt ends (at once, or when its stream is closed) one line goes to the
+``isos.requests`` logger, the same for the API, the form and ``manage.py generate_iso``:
+``key=value`` pairs (README, "Operations"), built only from the audit record's fields, so
+it can no more hold the root password than the record can.
 """
 
 from __future__ import annotations
 
+import json
 import logging
+import re
+import time
 from collections.abc import Iterable, Iterator, Mapping
 from typing import Any
 
@@ -18,10 +26,51 @@ from django.utils import timezone
 from isos.models import IsoBuild
 
 logger = logging.getLogger(__name__)
+request_logger = logging.getLogger("isos.requests")
+
+# Set on the request when an attempt starts, so its log line can say how long it took.
+STARTED_ATTRIBUTE = "_iso_attempt_started"
+# A value written bare in a log line; anything else is JSON-quoted (spaces, quotes, "=").
+BARE_VALUE = re.compile(r"^[^\s\"'=\\\x00-\x1f\x7f]+$")
 
 
 def _client_address(request: HttpRequest) -> str | None:
     return request.META.get("REMOTE_ADDR") or None
+
+
+def mark_attempt_started(request: HttpRequest) -> None:
+    """Note when an attempt started (the first call wins), for its log line's duration."""
+    if not hasattr(request, STARTED_ATTRIBUTE):
+        setattr(request, STARTED_ATTRIBUTE, time.monotonic())
+
+
+def _attempt_started(request: HttpRequest) -> float:
+    started = getattr(request, STARTED_ATTRIBUTE, None)
+    return started if isinstance(started, float) else time.monotonic()
+
+
+def log_value(value: object) -> str:
+    """One value of a ``key=value`` line: bare when safe, else JSON-quoted; ``-`` for none."""
+    if value is None or value == "":
+        return "-"
+    text = str(value)
+    return text if BARE_VALUE.match(text) else json.dumps(text)
+
+
+def log_request_line(build: IsoBuild, bytes_sent: int, started: float) -> None:
+    """The one ``isos.requests`` line of an attempt that has ended."""
+    fields = {
+        "build": build.pk,
+        "user": build.username,
+        "fqdn": build.fqdn,
+        "osversion_dir": build.osversion_dir,
+        "outcome": build.outcome,
+        "bytes_sent": bytes_sent,
+        "iso_size": build.iso_size,
+        "duration_ms": round((time.monotonic() - started) * 1000),
+        "client": build.client_address,
+    }
+    request_logger.info(" ".join(f"{key}={log_value(value)}" for key, value in fields.items()))
 
 
 def record_attempt(
@@ -53,17 +102,28 @@ def record_attempt(
         logger.info("ISO build %s started: %s", build.pk, build)
     else:
         logger.info("ISO build %s %s: %s (%s)", build.pk, outcome, build, detail)
+        log_request_line(build, 0, _attempt_started(request))
     return build
 
 
 class AuditedStream:
     """Wraps the ISO's byte chunks, counting them and closing the audit record."""
 
-    def __init__(self, chunks: Iterable[bytes], build: IsoBuild) -> None:
+    def __init__(self, chunks: Iterable[bytes], build: IsoBuild, started: float | None = None) -> None:
         self._chunks = chunks
         self._build = build
+        self._started = time.monotonic() if started is None else started
         self._bytes_sent = 0
         self._closed = False
+
+    @property
+    def size(self) -> int:
+        """The ISO's exact size, known before the first byte."""
+        return self._build.iso_size or 0
+
+    def fail(self, reason: str) -> None:
+        """Close the record as failed for a reason on the receiving side (e.g. a full disk)."""
+        self._finish(IsoBuild.Outcome.FAILED, f"failed after {self._bytes_sent} bytes: {reason}")
 
     def __iter__(self) -> Iterator[bytes]:
         try:
@@ -92,6 +152,7 @@ class AuditedStream:
         IsoBuild.objects.filter(pk=self._build.pk).update(
             outcome=outcome, detail=detail, bytes_sent=self._bytes_sent, finished_at=timezone.now()
         )
+        self._build.outcome = outcome
         logger.info(
             "ISO build %s %s: %s, %d of %s bytes sent",
             self._build.pk,
@@ -100,3 +161,4 @@ class AuditedStream:
             self._bytes_sent,
             self._build.iso_size,
         )
+        log_request_line(self._build, self._bytes_sent, self._started)

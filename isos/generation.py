@@ -18,7 +18,7 @@ from django.conf import settings
 from django.http import HttpRequest, StreamingHttpResponse
 from django.views.decorators.debug import sensitive_variables
 
-from isos.audit import AuditedStream, record_attempt
+from isos.audit import STARTED_ATTRIBUTE, AuditedStream, mark_attempt_started, record_attempt
 from isos.builder import IsoImage, SourceError, describe_boot
 from isos.hook import BUILT_BY_HOOK, HookError, HookIso, find_generate_hook, run_generate_hook
 from isos.kickstart import IsoRequest, nameservers_from_resolv_conf, render_ks_scripts
@@ -72,8 +72,10 @@ def record_failure(request: HttpRequest, reason: str, safe_settings: Mapping[str
 def catalog_for_attempt(request: HttpRequest) -> dict[str, str]:
     """The OS versions this user may use, for a generation attempt.
 
-    Raises GenerationFailed (audited) when osversions.json cannot be used.
+    Raises GenerationFailed (audited) when osversions.json cannot be used. Every
+    caller starts its attempt here, so this is where its duration starts too.
     """
+    mark_attempt_started(request)
     try:
         return usable_catalog(request.user)
     except CatalogError as error:
@@ -106,14 +108,15 @@ def checked_request(
 
 
 @sensitive_variables("iso_request", "files")
-def iso_download_response(
+def open_iso_stream(
     request: HttpRequest, iso_request: IsoRequest, safe_settings: Mapping[str, Any]
-) -> StreamingHttpResponse:
-    """Build the ISO (or have the source's generate hook make it) and answer with its
-    stream, audited until the last byte.
+) -> AuditedStream:
+    """Build the ISO (or have the source's generate hook make it): its stream, audited
+    until the last byte (``size`` is exact before the first).
 
     Everything that can fail is tried here, before the first byte; raises
-    GenerationFailed (audited) when the source cannot be used.
+    GenerationFailed (audited) when the source cannot be used. The caller must close the
+    stream, read to the end or not.
     """
     try:
         source = resolve_source(iso_request.osversion_dir)
@@ -142,9 +145,19 @@ def iso_download_response(
         raise record_failure(request, str(error), safe_settings) from error
 
     build = record_attempt(request, IsoBuild.Outcome.STREAMING, settings=safe_settings, iso_size=image.size)
-    response = StreamingHttpResponse(AuditedStream(image, build), content_type="application/download")
+    return AuditedStream(image, build, started=getattr(request, STARTED_ATTRIBUTE, None))
+
+
+@sensitive_variables("iso_request")
+def iso_download_response(
+    request: HttpRequest, iso_request: IsoRequest, safe_settings: Mapping[str, Any]
+) -> StreamingHttpResponse:
+    """The ISO's stream as the download (API and form); raises GenerationFailed as
+    :func:`open_iso_stream` does."""
+    stream = open_iso_stream(request, iso_request, safe_settings)
+    response = StreamingHttpResponse(stream, content_type="application/download")
     # The exact size up front is what lets a browser show real download progress.
-    response["Content-Length"] = str(image.size)
+    response["Content-Length"] = str(stream.size)
     response["Content-Disposition"] = content_disposition(iso_filename(iso_request))
     response["Cache-Control"] = "no-store"
     return response

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 import logging
+from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 
 from django.conf import settings
@@ -83,13 +84,23 @@ def read_catalog_file(location: Path | None = None) -> dict[str, str]:
     return catalog
 
 
-def sync_catalog(location: Path | None = None) -> None:
+@dataclass
+class SyncReport:
+    """What one sync changed, by display name (``manage.py sync_osversions`` prints it)."""
+
+    added: list[str] = field(default_factory=list)
+    updated: list[str] = field(default_factory=list)
+    unavailable: list[str] = field(default_factory=list)
+
+
+def sync_catalog(location: Path | None = None) -> SyncReport:
     """Mirror osversions.json into OsVersion rows (only writing what changed).
 
     Raises CatalogError when the file cannot be used; rows are left as they were then.
     """
     catalog = read_catalog_file(location)
     rows = {row.name: row for row in OsVersion.objects.all()}
+    report = SyncReport()
     with transaction.atomic():
         for name, directory in catalog.items():
             row = rows.get(name)
@@ -97,15 +108,20 @@ def sync_catalog(location: Path | None = None) -> None:
                 try:
                     with transaction.atomic():
                         OsVersion.objects.create(name=name, directory=directory)
+                    report.added.append(name)
                 except IntegrityError:
                     # Another worker created it a moment ago; fall through to update it.
                     OsVersion.objects.filter(name=name).update(directory=directory, available=True)
+                    report.updated.append(name)
             elif row.directory != directory or not row.available:
                 row.directory, row.available = directory, True
                 row.save(update_fields=["directory", "available", "last_synced"])
+                report.updated.append(name)
         vanished = [name for name, row in rows.items() if row.available and name not in catalog]
         if vanished:
             OsVersion.objects.filter(name__in=vanished).update(available=False)
+            report.unavailable = sorted(vanished)
+    return report
 
 
 def usable_versions(user: AbstractBaseUser | AnonymousUser) -> QuerySet[OsVersion]:

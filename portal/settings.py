@@ -160,6 +160,8 @@ SECURE_SSL_REDIRECT = env_bool("SECURE_SSL_REDIRECT", False)
 SECURE_HSTS_SECONDS = int(os.environ.get("SECURE_HSTS_SECONDS", "0"))
 SECURE_HSTS_INCLUDE_SUBDOMAINS = env_bool("SECURE_HSTS_INCLUDE_SUBDOMAINS", False)
 SECURE_HSTS_PRELOAD = env_bool("SECURE_HSTS_PRELOAD", False)
+# A load balancer's health check often speaks plain HTTP to the app server itself.
+SECURE_REDIRECT_EXEMPT = [r"^healthz$"]
 if env_bool("TRUST_X_FORWARDED_PROTO", False):
     SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
 
@@ -208,5 +210,7 @@ LOGGING = {
         # Django's request logger prints request bodies for nothing, but tracebacks of
         # 500s can hold local variables only with DEBUG; keep it at its default level.
         "django": {"handlers": ["console"], "level": "INFO", "propagate": False},
+        # One key=value line per ISO attempt (README, "Operations"), whatever LOG_LEVEL says.
+        "isos.requests": {"level": "INFO"},
     },
 }

@@ -13,6 +13,7 @@ from isos.urls import api_urlpatterns as isos_api
 from osversions.urls import api_urlpatterns as osversions_api
 from portal import views
 from portal.auth_api import LoginView, LogoutView
+from portal.health import healthz
 
 # Traffic Ops clients pick a version; the Python client defaults to 4.1.
 API_VERSIONS = ("3.0", "4.0", "4.1", "5.0")
@@ -30,6 +31,8 @@ admin.site.site_title = "ISO portal admin"
 
 urlpatterns = [
     re_path(API_PREFIX, include((api_urlpatterns, "api"))),
+    # For load balancers and monitors: no login (portal.health).
+    path("healthz", healthz, name="healthz"),
     path("admin/", admin.site.urls),
     path("login/", auth_views.LoginView.as_view(redirect_authenticated_user=True), name="login"),
     path("logout/", views.PortalLogoutView.as_view(), name="logout"),

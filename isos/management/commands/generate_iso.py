@@ -1,0 +1,176 @@
+"""``manage.py generate_iso``: the API's ``POST isos`` for scripts on the portal host.
+
+The same road as the API and the form (``isos.generation``): the named user's OS
+versions and permissions, the serializer's rules, the kickstart files, the layout cache
+or the source's generate hook, and an audit record in that user's name. Only the ends
+differ: options instead of a JSON body, a file (or stdout) instead of a response.
+
+The root password never comes from the command line, where ``ps`` would show it: it is
+asked for (no echo), read from stdin's first line, or taken from a named environment
+variable. The ISO is written to ``FILE.part``, synced and renamed, so a failure never
+leaves a half-written ISO under the final name.
+
+Exit status: 0 written, 2 refused (the API's alert text on stderr), 1 failed.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import getpass
+import os
+import sys
+from pathlib import Path
+from typing import IO, Any, NoReturn
+
+from django.contrib.auth import get_user_model
+from django.core.management.base import BaseCommand, CommandParser
+from django.http import HttpRequest
+from django.views.decorators.debug import sensitive_variables
+
+from isos.audit import AuditedStream, record_attempt
+from isos.generation import GenerationFailed, catalog_for_attempt, checked_request, open_iso_stream
+from isos.models import PERMISSION_LABELS, IsoBuild
+from isos.serializers import FIELD_ATTRIBUTES
+from portal.permissions import missing_permission_labels, missing_permissions_message
+
+REFUSED = 2
+FAILED = 1
+# The request fields given as options: every one but the password (--host-name → hostName).
+FIELD_OPTIONS = {name: attribute for name, attribute in FIELD_ATTRIBUTES.items() if name != "rootPass"}
+
+
+class Command(BaseCommand):
+    help = (
+        "Generate a host's installer ISO with the API's rules, as USER, into FILE ('-' for "
+        "stdout). The root password is prompted for, or read with --root-pass-stdin or "
+        "--root-pass-env. Exit status: 0 written, 2 refused, 1 failed."
+    )
+
+    def add_arguments(self, parser: CommandParser) -> None:
+        parser.add_argument("--user", required=True, help="Whose permissions and OS versions apply.")
+        parser.add_argument("--output", "-o", required=True, help="Where to write the ISO; '-' for stdout.")
+        for name, attribute in FIELD_OPTIONS.items():
+            parser.add_argument(f"--{attribute.replace('_', '-')}", dest=attribute, help=f"The {name} field.")
+        password = parser.add_mutually_exclusive_group()
+        password.add_argument(
+            "--root-pass-stdin", action="store_true", help="Read the root password from stdin's first line."
+        )
+        password.add_argument(
+            "--root-pass-env", metavar="NAME", help="Take the root password from environment variable NAME."
+        )
+
+    @sensitive_variables("body")
+    def handle(self, *args: Any, **options: Any) -> None:
+        request = self._request_as(options["user"])
+        output = options["output"]
+        if output == "-" and sys.stdout.isatty():
+            self._refuse("refusing to write an ISO to a terminal; give --output FILE or redirect stdout")
+        given = {name: options[attribute] for name, attribute in FIELD_OPTIONS.items()}
+        body: dict[str, Any] = {name: value for name, value in given.items() if value is not None}
+        body["rootPass"] = self._root_password(options)
+        missing = missing_permission_labels(request.user, PERMISSION_LABELS)
+        if missing:
+            message = missing_permissions_message(missing)
+            record_attempt(request, IsoBuild.Outcome.REFUSED, message)
+            self._refuse(message)
+        try:
+            catalog = catalog_for_attempt(request)
+            serializer = checked_request(request, body, catalog)
+            if not serializer.is_valid():
+                self._refuse(serializer.alert_text)
+            stream = open_iso_stream(request, serializer.iso_request(), serializer.safe_settings())
+        except GenerationFailed:
+            # The reason is in the log and the audit record, as for the API.
+            self._fail("the ISO could not be made; the reason is in the log and the audit record")
+        try:
+            if output == "-":
+                self._write_to(stream, sys.stdout.buffer)
+            else:
+                self._write_file(stream, Path(output))
+        finally:
+            stream.close()
+
+    def _request_as(self, username: str) -> HttpRequest:
+        """A request in the name of an active user, as the audit and the rules expect."""
+        model = get_user_model()
+        user = model.objects.filter(**{model.USERNAME_FIELD: username, "is_active": True}).first()
+        if user is None:
+            self._refuse(f"no active user named {username!r}")
+        request = HttpRequest()
+        request.method = "POST"
+        request.user = user
+        return request
+
+    @sensitive_variables("password")
+    def _root_password(self, options: dict[str, Any]) -> str:
+        if options["root_pass_env"]:
+            password = os.environ.get(options["root_pass_env"])
+            if password is None:
+                self._refuse(f"environment variable {options['root_pass_env']} is not set")
+            return password
+        if options["root_pass_stdin"]:
+            # One line, without its line ending: spaces are part of a password.
+            return sys.stdin.readline().removesuffix("\n").removesuffix("\r")
+        try:
+            password = getpass.getpass("Root password: ")
+            confirmation = getpass.getpass("Root password (again): ")
+        except EOFError:
+            self._refuse("no root password given")
+        if password != confirmation:
+            self._refuse("the two root passwords differ")
+        return password
+
+    def _write_file(self, stream: AuditedStream, path: Path) -> None:
+        """Into ``path.part``, synced, then renamed: the final name is whole or absent."""
+        part = path.with_name(path.name + ".part")
+        try:
+            # 0600: the ISO holds the root password's hash.
+            descriptor = os.open(part, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o600)
+        except OSError as error:
+            stream.fail(f"cannot create {part}: {error.strerror}")
+            self._fail(f"cannot create {part}: {error.strerror}")
+        try:
+            with os.fdopen(descriptor, "wb") as file:
+                self._write_to(stream, file)
+                os.fsync(file.fileno())
+            os.replace(part, path)
+            # The rename itself must survive a crash too.
+            directory = os.open(path.parent, os.O_RDONLY | os.O_DIRECTORY)
+            try:
+                os.fsync(directory)
+            finally:
+                os.close(directory)
+        except BaseException:
+            with contextlib.suppress(FileNotFoundError):
+                part.unlink()
+            raise
+
+    def _write_to(self, stream: AuditedStream, file: IO[bytes]) -> None:
+        """Every chunk into ``file``; a write error fails the record and the command."""
+        chunks = iter(stream)
+        while True:
+            # A source that breaks mid-stream is audited by the stream itself.
+            try:
+                chunk = next(chunks)
+            except StopIteration:
+                break
+            except Exception as error:
+                self._fail(f"the ISO broke off while being made: {error}")
+            try:
+                file.write(chunk)
+            except OSError as error:
+                stream.fail(f"cannot write the ISO: {error.strerror}")
+                self._fail(f"cannot write the ISO: {error.strerror}")
+        try:
+            file.flush()
+        except OSError as error:
+            stream.fail(f"cannot write the ISO: {error.strerror}")
+            self._fail(f"cannot write the ISO: {error.strerror}")
+
+    def _refuse(self, message: str) -> NoReturn:
+        self.stderr.write(message)
+        raise SystemExit(REFUSED)
+
+    def _fail(self, message: str) -> NoReturn:
+        self.stderr.write(message)
+        raise SystemExit(FAILED)

@@ -1,0 +1,34 @@
+"""``manage.py sync_osversions``: mirror osversions.json into rows now, and say what changed.
+
+Requests sync on their own; this is for an operator who just edited the file (or a
+deploy script) and wants to see the result, or a non-zero exit when the file is unusable.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from django.core.management.base import BaseCommand, CommandError
+
+from osversions.catalog import CatalogError, sync_catalog
+
+
+class Command(BaseCommand):
+    help = "Sync osversions.json into the OS version rows; print what was added, updated, marked unavailable."
+
+    def handle(self, *args: Any, **options: Any) -> None:
+        try:
+            report = sync_catalog()
+        except CatalogError as error:
+            raise CommandError(str(error)) from error
+        for label, names in (
+            ("added", report.added),
+            ("updated", report.updated),
+            ("marked unavailable", report.unavailable),
+        ):
+            for name in names:
+                self.stdout.write(f"{label}: {name}")
+        self.stdout.write(
+            f"{len(report.added)} added, {len(report.updated)} updated, "
+            f"{len(report.unavailable)} marked unavailable"
+        )
