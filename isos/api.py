@@ -15,6 +15,7 @@ from typing import Any, NoReturn
 from django.http import HttpResponseBase
 from django.utils.decorators import method_decorator
 from django.views.decorators.debug import sensitive_post_parameters, sensitive_variables
+from drf_spectacular.utils import extend_schema
 from rest_framework import status
 from rest_framework.renderers import JSONRenderer
 from rest_framework.request import Request
@@ -25,6 +26,7 @@ from rest_framework.views import APIView
 from isos.audit import record_attempt
 from isos.generation import GenerationFailed, catalog_for_attempt, checked_request, iso_download_response
 from isos.models import PERMISSION_LABELS, IsoBuild
+from isos.openapi import ISO_SCHEMA
 from isos.renderers import BINARY_RENDERERS, IsoFormBrowsableAPIRenderer
 from isos.serializers import IsoRequestSerializer
 from portal.alerts import INTERNAL_ERROR_TEXT, alert_response, alerts_body
@@ -68,6 +70,7 @@ class GenerateIsoView(APIView):
             request.accepted_media_type = JSONRenderer.media_type
         return super().finalize_response(request, response, *args, **kwargs)
 
+    @extend_schema(**ISO_SCHEMA)
     @method_decorator(sensitive_variables("body", "serializer"))
     def post(self, request: Request, version: str) -> HttpResponseBase:
         django_request = request._request

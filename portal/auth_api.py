@@ -11,7 +11,8 @@ import logging
 from django.contrib.auth import authenticate, login, logout
 from django.utils.decorators import method_decorator
 from django.views.decorators.debug import sensitive_post_parameters, sensitive_variables
-from rest_framework import status
+from drf_spectacular.utils import extend_schema, inline_serializer
+from rest_framework import serializers, status
 from rest_framework.permissions import AllowAny, IsAuthenticated
 from rest_framework.request import Request
 from rest_framework.response import Response
@@ -20,6 +21,7 @@ from rest_framework.views import APIView
 from portal.alerts import alert_response
 from portal.authentication import check_script_request
 from portal.json_body import json_object
+from portal.openapi import UNAUTHORIZED, alerts, schema_common
 
 logger = logging.getLogger(__name__)
 
@@ -31,6 +33,26 @@ class LoginView(APIView):
     authentication_classes: list[type] = []  # logging in needs no session yet
     permission_classes = [AllowAny]
 
+    @extend_schema(
+        summary="Log in: start a session",
+        request=inline_serializer(
+            "LoginRequest",
+            {"u": serializers.CharField(), "p": serializers.CharField(style={"input_type": "password"})},
+        ),
+        responses={
+            200: alerts(
+                "Logged in; the session cookie comes with it.", "Successfully logged in.", level="success"
+            ),
+            400: alerts(
+                "The body is not a JSON object, or u or p is missing.",
+                "username and password are required",
+                "decoding: expected a JSON object",
+            ),
+            401: alerts("Wrong credentials.", "Invalid username or password."),
+        },
+        auth=[],
+        **schema_common(),
+    )
     @method_decorator(sensitive_variables("body", "password"))
     def post(self, request: Request, version: str) -> Response:
         check_script_request(request._request)
@@ -52,6 +74,15 @@ class LogoutView(APIView):
 
     permission_classes = [IsAuthenticated]
 
+    @extend_schema(
+        summary="Log out: end the session",
+        request=None,
+        responses={
+            200: alerts("The session is over.", "You are logged out.", level="success"),
+            401: UNAUTHORIZED,
+        },
+        **schema_common(),
+    )
     def post(self, request: Request, version: str) -> Response:
         logout(request._request)
         return alert_response(status.HTTP_200_OK, "You are logged out.", level="success")

@@ -59,6 +59,9 @@ INSTALLED_APPS = [
     "django.contrib.messages",
     "django.contrib.staticfiles",
     "rest_framework",
+    "drf_spectacular",
+    # Swagger UI's JavaScript and CSS, served by the portal itself (no CDN).
+    "drf_spectacular_sidecar",
     "guardian",
     "portal",
     "osversions",
@@ -179,6 +182,28 @@ REST_FRAMEWORK = {
     ],
     "EXCEPTION_HANDLER": "portal.alerts.alert_exception_handler",
     "UNAUTHENTICATED_USER": "django.contrib.auth.models.AnonymousUser",
+    "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
+}
+
+# The OpenAPI description of the Traffic Ops routes: GET /api/schema/, browsable at /api/docs/.
+SPECTACULAR_SETTINGS = {
+    "TITLE": "ISO portal API",
+    "VERSION": "5.0",
+    "DESCRIPTION": (
+        "The Traffic Ops endpoints that generate per-host installer ISOs. Every route answers "
+        "under /api/3.0/, /api/4.0/, /api/4.1/ and /api/5.0/ (the `version` path parameter), "
+        "with or without a trailing slash. Errors are Traffic Ops alerts: "
+        '`{"alerts": [{"text": "...", "level": "error"}]}`. Log in with POST user/login and '
+        "send the session cookie back with every later call."
+    ),
+    "SERVE_INCLUDE_SCHEMA": False,
+    "SWAGGER_UI_DIST": "SIDECAR",
+    "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
+    "REDOC_DIST": "SIDECAR",
+    "POSTPROCESSING_HOOKS": [
+        "drf_spectacular.hooks.postprocess_schema_enums",
+        "portal.openapi.without_trailing_slash",
+    ],
 }
 
 # --- ISO generation -------------------------------------------------------------------

@@ -1,0 +1,102 @@
+"""The OpenAPI description (drf-spectacular) of ``POST isos``.
+
+The request's schema is drawn from :class:`IsoRequestSerializer`'s own fields (their
+names, labels and lengths) and API.md's rules for the required ones; its fields take
+loose JSON types (dhcp a word or a boolean, the MTU a number or a string holding one)
+that drf-spectacular cannot guess from a plain ``Field``.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from drf_spectacular.extensions import OpenApiSerializerExtension
+from drf_spectacular.types import OpenApiTypes
+from drf_spectacular.utils import OpenApiParameter, OpenApiResponse
+
+from isos.serializers import FIELD_ATTRIBUTES, MTU_RANGE, REQUIRED_FIELDS, IsoRequestSerializer, RuleField
+from portal.openapi import INTERNAL_ERROR, UNAUTHORIZED, alerts, forbidden, schema_common
+
+LOOSE_TYPES: dict[str, dict[str, Any]] = {
+    "dhcp": {
+        "oneOf": [
+            {"type": "string", "enum": ["yes", "no", "true", "false", "1", "0"]},
+            {"type": "boolean"},
+        ],
+        "description": "yes/no, true/false or 1/0 in any case, or a JSON boolean.",
+    },
+    "interfaceMtu": {
+        "oneOf": [
+            {"type": "integer", "minimum": MTU_RANGE[0], "maximum": MTU_RANGE[1]},
+            {"type": "string", "pattern": r"^\s*\d+\s*$"},
+        ],
+        "description": f"An integer in {MTU_RANGE[0]}..{MTU_RANGE[1]}, or a string holding one.",
+    },
+}
+
+
+class IsoRequestSerializerExtension(OpenApiSerializerExtension):  # type: ignore[no-untyped-call]
+    target_class = "isos.serializers.IsoRequestSerializer"
+
+    def map_serializer(self, auto_schema: Any, direction: Any) -> dict[str, Any]:
+        fields = IsoRequestSerializer().fields
+        properties: dict[str, Any] = {}
+        for name in FIELD_ATTRIBUTES:
+            field = fields[name]
+            schema: dict[str, Any] = LOOSE_TYPES.get(name, {}).copy() or {"type": "string"}
+            if "oneOf" not in schema and isinstance(field, RuleField):
+                schema["maxLength"] = field.max_length
+            if name == "rootPass":
+                schema.update(format="password", writeOnly=True)
+            schema.setdefault("description", str(field.label))
+            properties[name] = schema
+        return {
+            "type": "object",
+            "description": (
+                "Keys match case-insensitively; unknown keys are ignored. ipAddress, ipNetmask "
+                "and ipGateway are required when dhcp is no; mgmtInterface and mgmtIpGateway "
+                "when mgmtIpAddress is given."
+            ),
+            "properties": properties,
+            "required": list(REQUIRED_FIELDS),
+        }
+
+
+ISO_DOWNLOAD = "application/download"
+
+ISO_SCHEMA: dict[str, Any] = {
+    "summary": "Build and stream a per-host installer ISO",
+    "request": {"application/json": IsoRequestSerializer},
+    "responses": {
+        (200, ISO_DOWNLOAD): OpenApiResponse(
+            OpenApiTypes.BINARY,
+            description='The ISO, named "<hostName>.<domainName>-<osversionDir>.iso" (every / as _).',
+        ),
+        (400, "application/json"): alerts(
+            "The body is not a JSON object, a field rule is broken, or the osversionDir is not offered.",
+            "validating: hostName is required, rootPass is required",
+            'invalid OS version directory: "centos72"',
+            "decoding: expected a JSON object",
+        ),
+        (401, "application/json"): UNAUTHORIZED,
+        (403, "application/json"): forbidden("ISO:GENERATE", "ISO:READ"),
+        (500, "application/json"): INTERNAL_ERROR,
+    },
+    "parameters": [
+        *schema_common()["parameters"],
+        OpenApiParameter(
+            "Content-Disposition",
+            OpenApiTypes.STR,
+            OpenApiParameter.HEADER,
+            response=[200],
+            description='attachment; filename="<fqdn>-<osversionDir>.iso"',
+        ),
+        OpenApiParameter(
+            "Content-Length",
+            OpenApiTypes.INT,
+            OpenApiParameter.HEADER,
+            response=[200],
+            description="The ISO's exact size, sent before its first byte.",
+        ),
+    ],
+}
