@@ -10,6 +10,7 @@ from __future__ import annotations
 import os
 import secrets
 import warnings
+from datetime import timedelta
 from pathlib import Path
 
 import dj_database_url
@@ -63,6 +64,7 @@ INSTALLED_APPS = [
     # Swagger UI's JavaScript and CSS, served by the portal itself (no CDN).
     "drf_spectacular_sidecar",
     "guardian",
+    "axes",
     "portal",
     "osversions",
     "isos",
@@ -79,6 +81,8 @@ MIDDLEWARE = [
     "django.contrib.auth.middleware.AuthenticationMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
+    # Last: turns a lockout found during authenticate() into the 429 answer (portal.lockout).
+    "axes.middleware.AxesMiddleware",
 ]
 
 ROOT_URLCONF = "portal.urls"
@@ -115,12 +119,30 @@ if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
 AUTHENTICATION_BACKENDS = [
+    # First: refuses a locked-out username+address before any password is checked.
+    "axes.backends.AxesStandaloneBackend",
     "django.contrib.auth.backends.ModelBackend",
     "guardian.backends.ObjectPermissionBackend",
 ]
 # django-guardian's anonymous user is not used: anonymous requests get 401.
 ANONYMOUS_USER_NAME = None
 GUARDIAN_RAISE_403 = False
+
+# Login throttling (django-axes): after LOGIN_FAILURE_LIMIT wrong passwords in a row for
+# one username from one address, that pair is refused (429) for LOGIN_COOLOFF_MINUTES.
+# Other users and other addresses are not affected; a successful login clears the count.
+AXES_FAILURE_LIMIT = int(os.environ.get("LOGIN_FAILURE_LIMIT", "5"))
+AXES_COOLOFF_TIME = timedelta(minutes=float(os.environ.get("LOGIN_COOLOFF_MINUTES", "15")))
+AXES_LOCKOUT_PARAMETERS = [["username", "ip_address"]]
+AXES_RESET_ON_SUCCESS = True
+AXES_LOCKOUT_CALLABLE = "portal.lockout.lockout_response"
+# Masked wherever axes logs or stores request data: the web form's and the API's password
+# fields (and an ISO request's root password, should one ever reach it).
+AXES_SENSITIVE_PARAMETERS = ["username", "ip_address", "password", "p", "rootPass"]
+# The client address is REMOTE_ADDR. Behind a reverse proxy every client would share the
+# proxy's address: set AXES_IPWARE_PROXY_COUNT and AXES_IPWARE_META_PRECEDENCE_ORDER
+# (e.g. HTTP_X_FORWARDED_FOR) to match the proxy, or lockouts hit everyone at once.
+AXES_IPWARE_META_PRECEDENCE_ORDER = ["REMOTE_ADDR"]
 
 LANGUAGE_CODE = "en-us"
 TIME_ZONE = "UTC"

@@ -1,0 +1,37 @@
+"""What a client gets once django-axes has locked it out after repeated failed logins.
+
+Axes counts failures per username and client address (README, "Security"). A locked-out
+API client gets a Traffic Ops alert with status 429 and ``Retry-After``; a person at the
+login page gets a polite page, also 429. The password is never part of either.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+from axes.helpers import get_cool_off
+from django.http import HttpRequest, HttpResponse
+from django.shortcuts import render
+
+from portal.alerts import plain_alert_response
+
+LOCKED_OUT_TEXT = "too many failed login attempts; try again later"
+
+
+def lockout_response(
+    request: HttpRequest,
+    original_response: HttpResponse | None = None,
+    credentials: dict[str, Any] | None = None,
+) -> HttpResponse:
+    """Axes' AXES_LOCKOUT_CALLABLE: an alert for the API, a page for people."""
+    cool_off = get_cool_off(request)
+    response: HttpResponse
+    if request.path.startswith("/api/"):
+        response = plain_alert_response(429, LOCKED_OUT_TEXT)
+    else:
+        minutes = math.ceil(cool_off.total_seconds() / 60) if cool_off else None
+        response = render(request, "registration/locked_out.html", {"minutes": minutes}, status=429)
+    if cool_off:
+        response["Retry-After"] = str(math.ceil(cool_off.total_seconds()))
+    return response
