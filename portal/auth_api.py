@@ -49,6 +49,10 @@ class LoginView(APIView):
                 "decoding: expected a JSON object",
             ),
             401: alerts("Wrong credentials.", "Invalid username or password."),
+            429: alerts(
+                "Too many failed logins for this user from this address (django-axes); see Retry-After.",
+                "too many failed login attempts; try again later",
+            ),
         },
         auth=[],
         **schema_common(),

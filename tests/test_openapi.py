@@ -20,7 +20,7 @@ pytestmark = pytest.mark.django_db
 
 # API.md: each route, its method, and the statuses it answers with.
 ROUTES = {
-    ("user/login", "post"): {"200", "400", "401"},
+    ("user/login", "post"): {"200", "400", "401", "429"},
     ("user/logout", "post"): {"200", "401"},
     ("osversions", "get"): {"200", "401", "403", "500"},
     ("isos", "post"): {"200", "400", "401", "403", "500"},
