@@ -110,3 +110,14 @@ def tree_digest(root: Path) -> str:
                         digest.update(block)
             digest.update(b"\0")
     return digest.hexdigest()
+
+
+def open_descriptor_targets() -> list[str]:
+    """What this process holds open: the targets of its /proc/self/fd links."""
+    targets = []
+    for fd in os.listdir("/proc/self/fd"):
+        try:
+            targets.append(os.readlink(f"/proc/self/fd/{fd}"))
+        except OSError:
+            continue  # closed meanwhile (the listing's own descriptor, for one)
+    return targets

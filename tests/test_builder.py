@@ -42,6 +42,7 @@ from tests.sources import (
     SYSTEM_ISOLINUX_BIN,
     copy_isolinux_bin,
     make_source_tree,
+    open_descriptor_targets,
     pseudo_random_bytes,
     tree_digest,
 )
@@ -115,15 +116,7 @@ def expected_view(source: Path, extras: dict[str, bytes], *, bootable: bool) -> 
 
 def source_fds(prefix: Path) -> list[str]:
     """Open descriptors of this process that point into ``prefix``."""
-    found = []
-    for fd in os.listdir("/proc/self/fd"):
-        try:
-            target = os.readlink(f"/proc/self/fd/{fd}")
-        except OSError:
-            continue
-        if target.startswith(str(prefix)):
-            found.append(target)
-    return found
+    return [target for target in open_descriptor_targets() if target.startswith(str(prefix))]
 
 
 needs_proc = pytest.mark.skipif(not os.path.isdir("/proc/self/fd"), reason="needs /proc/self/fd")

@@ -8,7 +8,6 @@ leave notes (environment, arguments, process ids) in a folder outside the locati
 from __future__ import annotations
 
 import json
-import os
 import shutil
 import threading
 import time
@@ -23,7 +22,7 @@ from django.test import Client
 from isos.models import IsoBuild
 from tests.conftest import close_response, post_json, static_request
 from tests.isoread import read_rr_files, read_rr_tree, require_tool
-from tests.sources import tree_digest
+from tests.sources import open_descriptor_targets, tree_digest
 from tests.test_iso_download import EXPECTED_NETWORK_CFG
 
 URL = "/api/5.0/isos"
@@ -96,15 +95,7 @@ def process_gone(pid: int, wait: float = 5.0) -> bool:
 
 def open_hook_files() -> list[str]:
     """What this process holds open of the hook's temporary directories."""
-    found = []
-    for fd in os.listdir("/proc/self/fd"):
-        try:
-            target = os.readlink(f"/proc/self/fd/{fd}")
-        except OSError:
-            continue
-        if "iso-hook-" in target:
-            found.append(target)
-    return found
+    return [target for target in open_descriptor_targets() if "iso-hook-" in target]
 
 
 @pytest.mark.django_db
