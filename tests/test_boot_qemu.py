@@ -144,9 +144,9 @@ def boot(iso: Path, workdir: Path, firmware: Firmware, medium: Medium) -> Boot:
     return Boot(read_console(console), console, firmware_output, seconds)
 
 
-def generate(client: Client, destination: Path) -> Path:
+def generate(client: Client, destination: Path, osversion_dir: str = BOOTKIT_DIRECTORY) -> Path:
     """An ISO of the boot kit for API.md's static request, through the HTTP API."""
-    response = post_json(client, URL, static_request(osversionDir=BOOTKIT_DIRECTORY))
+    response = post_json(client, URL, static_request(osversionDir=osversion_dir))
     assert response.status_code == 200, response.content[:300] if not response.streaming else ""
     destination.write_bytes(b"".join(response.streaming_content))
     assert destination.stat().st_size == int(response["Content-Length"])
@@ -196,6 +196,14 @@ def check_boot(
         iso = hide_el_torito(iso)
     result = boot(iso, tmp_path, firmware, medium)
     print(f"{firmware} {medium}: {result.seconds:.1f} s")  # shown with -s or -rA
+    assert_booted(result, firmware, expected_device, expected_grub)
+
+
+def assert_booted(
+    result: Boot, firmware: Firmware, expected_device: str, expected_grub: str | None = None
+) -> None:
+    """The kit's /init printed the request's network.cfg, under this firmware, from
+    a medium matching ``expected_device`` (and GRUB came from ``expected_grub``)."""
     assert result.report is not None, result.explain()
     assert result.report.network_cfg_base64 == EXPECTED_NETWORK_CFG, result.explain()
     assert result.report.network_cfg == EXPECTED_NETWORK_CFG, result.explain()

@@ -13,7 +13,6 @@ import hashlib
 import io
 import json
 import os
-import re
 import subprocess
 import tempfile
 import time
@@ -31,7 +30,7 @@ from tests.bootkit import BootkitUnavailable, bootkit_tree
 from tests.conftest import post_json, static_request
 from tests.isoread import read_rr_files, require_tool
 from tests.sources import make_source_tree, pseudo_random_bytes
-from tests.test_boot_qemu import Firmware, Medium, boot, unavailable
+from tests.test_boot_qemu import Firmware, Medium, assert_booted, boot, generate, unavailable
 from tests.test_iso_download import EXPECTED_NETWORK_CFG
 
 URL = "/api/5.0/isos"
@@ -282,19 +281,10 @@ def test_an_iso_made_from_a_vendor_iso_boots(
     operations_client: Client, bootkit_vendor_iso: Path, tmp_path: Path, firmware: Firmware, medium: Medium
 ) -> None:
     """As a CD (the vendor's El Torito entries) and as a disk (the hybrid MBR and GPT)."""
-    response = post_json(operations_client, URL, static_request(osversionDir=BOOTKIT_VENDOR_DIRECTORY))
-    assert response.status_code == 200
-    generated = tmp_path / "generated.iso"
-    generated.write_bytes(b"".join(response.streaming_content))
-    assert generated.stat().st_size == int(response["Content-Length"])
+    generated = generate(operations_client, tmp_path / "generated.iso", BOOTKIT_VENDOR_DIRECTORY)
     result = boot(generated, tmp_path, firmware, medium)
     print(f"vendor ISO, {firmware} {medium}: {result.seconds:.1f} s")  # shown with -s or -rA
-    assert result.report is not None, result.explain()
-    assert result.report.network_cfg == EXPECTED_NETWORK_CFG, result.explain()
-    assert result.report.network_cfg_base64 == EXPECTED_NETWORK_CFG, result.explain()
-    assert result.report.firmware == firmware, result.explain()
-    expected_device = r"/dev/sr\d" if medium == "cd" else r"/dev/sd[a-z]\d*"
-    assert re.fullmatch(expected_device, result.report.medium), result.explain()
+    assert_booted(result, firmware, r"/dev/sr\d" if medium == "cd" else r"/dev/sd[a-z]\d*")
 
 
 # --------------------------------------------------------------------------------------
