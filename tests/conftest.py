@@ -12,6 +12,8 @@ import secrets
 import subprocess
 import sys
 from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -97,45 +99,55 @@ def database_url() -> str:
     return f"postgres://{db['USER']}:{db['PASSWORD']}@{host}:{port}/{db['NAME']}"
 
 
-@pytest.fixture
-def portal_server(transactional_db: Any, kickstart_location: Path, tmp_path: Path) -> Iterator[str]:
-    """The portal under gunicorn on loopback (2 workers, 4 threads), on the test database."""
+@dataclass
+class PortalServer:
+    """A portal running under gunicorn: its base URL, its master process and its log."""
+
+    url: str
+    process: subprocess.Popen[bytes]
+    log: Path
+
+
+@contextmanager
+def serve_portal(
+    kickstart_location: Path,
+    log: Path,
+    *,
+    workers: int = 2,
+    threads: int = 4,
+    env: dict[str, str] | None = None,
+) -> Iterator[PortalServer]:
+    """Run the portal under gunicorn on loopback, on the test database, until the block ends.
+
+    ``env`` adds to (or overrides) the server's environment, e.g. ``AXES_ENABLED``-style settings.
+    """
     port = free_port()
-    env = {
+    server_env = {
         **os.environ,
         "DATABASE_URL": database_url(),
         "KICKSTART_FILES_LOCATION": str(kickstart_location),
         "ISO_NAMESERVERS": "8.8.8.8,8.8.4.4",
         "SECRET_KEY": secrets.token_urlsafe(50),
         "ALLOWED_HOSTS": "127.0.0.1",
+        **(env or {}),
     }
-    log = (tmp_path / "gunicorn.log").open("wb")
-    server = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "gunicorn",
-            "portal.wsgi",
-            "--bind",
-            f"127.0.0.1:{port}",
-            "--workers",
-            "2",
-            "--threads",
-            "4",
-            "--timeout",
-            "120",
-        ],
-        env=env,
-        stdout=log,
-        stderr=subprocess.STDOUT,
-    )
-    try:
-        wait_for_port(port, server, tmp_path / "gunicorn.log")
-        yield f"http://127.0.0.1:{port}"
-    finally:
-        server.terminate()
-        server.wait(timeout=30)
-        log.close()
+    command = [sys.executable, "-m", "gunicorn", "portal.wsgi", "--bind", f"127.0.0.1:{port}"]
+    command += ["--workers", str(workers), "--threads", str(threads), "--timeout", "120"]
+    with log.open("wb") as log_file:
+        server = subprocess.Popen(command, env=server_env, stdout=log_file, stderr=subprocess.STDOUT)
+        try:
+            wait_for_port(port, server, log)
+            yield PortalServer(f"http://127.0.0.1:{port}", server, log)
+        finally:
+            server.terminate()
+            server.wait(timeout=30)
+
+
+@pytest.fixture
+def portal_server(transactional_db: Any, kickstart_location: Path, tmp_path: Path) -> Iterator[str]:
+    """The portal under gunicorn on loopback (2 workers, 4 threads), on the test database."""
+    with serve_portal(kickstart_location, tmp_path / "gunicorn.log") as server:
+        yield server.url
 
 
 def post_json(client: Client, path: str, body: Any, **extra: Any) -> Any:
