@@ -8,7 +8,7 @@ and ``isos.web_urls`` where its pages live.
 from django.contrib import admin
 from django.contrib.auth import views as auth_views
 from django.urls import include, path, re_path
-from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
+from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerSplitView
 
 from isos.urls import api_urlpatterns as isos_api
 from osversions.urls import api_urlpatterns as osversions_api
@@ -36,7 +36,9 @@ urlpatterns = [
     path("healthz", healthz, name="healthz"),
     # The OpenAPI description of the routes above (YAML; ?format=json for JSON), and a page to browse it.
     path("api/schema/", SpectacularAPIView.as_view(), name="openapi-schema"),
-    path("api/docs/", SpectacularSwaggerView.as_view(url_name="openapi-schema"), name="openapi-docs"),
+    # Swagger UI with its start-up script as a file of its own (?script), so the page runs
+    # under the portal's Content-Security-Policy (its <style>: templates/drf_spectacular/).
+    path("api/docs/", SpectacularSwaggerSplitView.as_view(url_name="openapi-schema"), name="openapi-docs"),
     path("admin/", admin.site.urls),
     path("login/", auth_views.LoginView.as_view(redirect_authenticated_user=True), name="login"),
     path("logout/", views.PortalLogoutView.as_view(), name="logout"),

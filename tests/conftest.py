@@ -28,6 +28,17 @@ from osversions.catalog import sync_catalog
 from osversions.models import OsVersion
 from tests.sources import make_source_tree
 
+CHROMIUM = Path("/usr/bin/chromium")
+CHROMIUM_FLAGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--no-first-run",
+]
+
 PASSWORD = "correct horse battery staple"
 CATALOG = {"CentOS 7.2": "centos72", "Rocky Linux 8": "rocky/8"}
 
@@ -184,3 +195,20 @@ def close_response(response: Any) -> None:
     would close the test's database connection); closing that generator does it its way.
     """
     response._iterator.close()
+
+
+@pytest.fixture
+def browser_page(tmp_path: Path) -> Iterator[Any]:
+    """A Chromium page (1280 px wide) that accepts downloads; skips without Chromium or Playwright."""
+    if not CHROMIUM.exists():
+        pytest.skip("Debian's chromium is not installed (apt-get install chromium)")
+    sync_api = pytest.importorskip("playwright.sync_api")
+    with sync_api.sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_FLAGS)
+        context = browser.new_context(viewport={"width": 1280, "height": 900}, accept_downloads=True)
+        context.set_default_timeout(30_000)
+        try:
+            yield context.new_page()
+        finally:
+            context.close()
+            browser.close()
