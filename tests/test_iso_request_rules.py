@@ -217,3 +217,54 @@ def test_refusals_are_audited_without_the_password(operations_client: Client) ->
     assert "rootPass" not in builds[0].request_settings
     assert builds[1].detail.startswith("decoding: ")
     assert all("s3cret-Pa55" not in repr(build.__dict__) for build in builds)
+
+
+SHELL_METACHARACTERS = [
+    '"',
+    "'",
+    "`",
+    "$(reboot)",
+    "${IFS}",
+    ";",
+    "|",
+    "&",
+    "<",
+    ">",
+    "\\",
+    "\n",
+    " ",
+    "*",
+    "#",
+]
+FIELDS_THAT_REACH_THE_CFG_FILES = [
+    "osversionDir",
+    "hostName",
+    "domainName",
+    "ipAddress",
+    "ipNetmask",
+    "ipGateway",
+    "ip6Address",
+    "ip6Gateway",
+    "interfaceName",
+    "disk",
+    "mgmtIpAddress",
+    "mgmtIpNetmask",
+    "mgmtIpGateway",
+    "mgmtInterface",
+]
+MGMT = {"mgmtIpAddress": "10.0.0.5", "mgmtIpNetmask": "255.255.255.0", "mgmtIpGateway": "10.0.0.1"}
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize("field", FIELDS_THAT_REACH_THE_CFG_FILES)
+def test_every_fields_shell_metacharacters_are_refused(operations_client: Client, field: str) -> None:
+    """Each metacharacter, inside a value that is otherwise valid for the field, is a 400 naming it.
+
+    Inside, not at the end: whitespace around a value is trimmed, as DRF does, before any rule.
+    """
+    base = static_request(mgmtInterface="eth1", **MGMT)
+    for character in SHELL_METACHARACTERS:
+        value = f"{base[field][:1]}{character}{base[field][1:]}"
+        text = refused(operations_client, {**base, field: value})
+        assert field in text or "FQDN" in text or "OS version" in text, (character, text)
+    assert not IsoBuild.objects.filter(outcome="built").exists()
