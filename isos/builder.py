@@ -895,13 +895,18 @@ def _emit_disk_file(out: _ChunkBuffer, piece: _FileData, on_stale: Callable[[], 
     assert piece.path is not None
     path, length, rel = piece.path, piece.length, piece.rel
     try:
-        fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
+        # O_NONBLOCK: a file replaced by a FIFO since the layout must not block the stream
+        # forever waiting for a writer (it is refused below); regular files ignore the flag.
+        fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC | os.O_NONBLOCK)
     except OSError as exc:
         raise StreamError(f"cannot read {_printable(rel)} while streaming ({exc.strerror})") from exc
     try:
+        info = os.fstat(fd)
+        if not stat.S_ISREG(info.st_mode):
+            on_stale()
+            raise StreamError(f"{_printable(rel)} is no longer a regular file")
         # A size other than the laid-out one means the layout is stale (the file was
         # rewritten in place): fail rather than send a truncated or padded file.
-        info = os.fstat(fd)
         if piece.origin_stamp is not None:
             # A range of a vendor ISO: the whole ISO must be the one laid out (its
             # metadata shaped the layout, not only this file's bytes).

@@ -764,6 +764,18 @@ def test_file_grown_after_layout_raises_stream_error(tmp_path: Path) -> None:
         assert received < image.size
 
 
+@pytest.mark.timeout(30)
+def test_file_replaced_by_a_fifo_after_layout_fails_instead_of_blocking(tmp_path: Path) -> None:
+    """Opening a FIFO for reading waits for a writer: the stream must not hang on one."""
+    source, big = big_file_tree(tmp_path)
+    with build_iso(source, EXTRAS) as image:
+        big.unlink()
+        os.mkfifo(big)
+        with pytest.raises(StreamError, match=r"images/install\.img is no longer a regular file"):
+            for _chunk in image:
+                pass
+
+
 def test_missing_source_directory(tmp_path: Path) -> None:
     with pytest.raises(SourceError, match="cannot be read") as error:
         build_iso(tmp_path / "nope", EXTRAS)
