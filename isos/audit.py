@@ -32,6 +32,25 @@ request_logger = logging.getLogger("isos.requests")
 STARTED_ATTRIBUTE = "_iso_attempt_started"
 # A value written bare in a log line; anything else is JSON-quoted (spaces, quotes, "=").
 BARE_VALUE = re.compile(r"^[^\s\"'=\\\x00-\x1f\x7f]+$")
+# A NUL (PostgreSQL's text refuses it) or a surrogate (a Python str holds one only unpaired,
+# which cannot be written as UTF-8).
+UNSTORABLE = re.compile("[\x00\ud800-\udfff]")
+
+
+def storable(value: Any) -> Any:
+    """``value`` with every string made storable in any database's text or JSON column.
+
+    The API refuses NUL characters and unpaired surrogates before any rule (portal.json_body),
+    but a web form or a script may still bring them, and a refusal must be recorded all the
+    same: each such character becomes U+FFFD.
+    """
+    if isinstance(value, str):
+        return UNSTORABLE.sub("\ufffd", value)
+    if isinstance(value, Mapping):
+        return {storable(key): storable(item) for key, item in value.items()}
+    if isinstance(value, list | tuple):
+        return [storable(item) for item in value]
+    return value
 
 
 def _client_address(request: HttpRequest) -> str | None:
@@ -81,7 +100,7 @@ def record_attempt(
     iso_size: int | None = None,
 ) -> IsoBuild:
     """Create the record of one attempt; the request settings must hold no password."""
-    settings = dict(settings or {})
+    settings = storable(dict(settings or {}))
     host, domain = settings.get("hostName"), settings.get("domainName")
     fqdn = f"{host}.{domain}" if isinstance(host, str) and isinstance(domain, str) else ""
     directory = settings.get("osversionDir")
@@ -92,7 +111,7 @@ def record_attempt(
         fqdn=fqdn[:253],
         osversion_dir=directory[:1024] if isinstance(directory, str) else "",
         outcome=outcome,
-        detail=detail,
+        detail=storable(detail),
         iso_size=iso_size,
         client_address=_client_address(request),
         request_settings=settings,

@@ -19,6 +19,7 @@ logger = logging.getLogger(__name__)
 
 UNAUTHORIZED_TEXT = "unauthorized, please log in."
 INTERNAL_ERROR_TEXT = "Internal Server Error"
+NOT_FOUND_TEXT = "not found"
 
 
 def alerts_body(*texts: str, level: str = "error") -> dict[str, list[dict[str, str]]]:
@@ -74,7 +75,7 @@ def alert_exception_handler(exc: Exception, context: dict[str, Any]) -> Response
     if isinstance(exc, exceptions.ValidationError):
         return alert_response(exc.status_code, f"validating: {_first_text(exc.detail)}")
     if isinstance(exc, Http404):
-        return alert_response(status.HTTP_404_NOT_FOUND, "not found")
+        return alert_response(status.HTTP_404_NOT_FOUND, NOT_FOUND_TEXT)
     if isinstance(exc, exceptions.APIException):
         return alert_response(exc.status_code, _first_text(exc.detail))
     # Anything else is our fault: say so in the log, not in the response.

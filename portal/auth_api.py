@@ -77,6 +77,8 @@ class LogoutView(APIView):
     """POST user/logout: end the session."""
 
     permission_classes = [IsAuthenticated]
+    # Sent with no body, hence no JSON content type (portal.authentication).
+    csrf_token_exempt = True
 
     @extend_schema(
         summary="Log out: end the session",

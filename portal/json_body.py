@@ -4,6 +4,10 @@ Traffic Ops reads the body as one JSON object. ``null`` and ``[]`` parse fine as
 but are not objects: they must be refused here, before a serializer sees them (Traffic
 Ops itself answers 500 for ``null``). HTML forms (the browsable API) send form data,
 which is turned into the same flat object.
+
+Text that no database column or file can hold is refused here too, for every key and
+value: a NUL character (PostgreSQL's text refuses it) and an unpaired UTF-16 surrogate
+(JSON's ``"\\ud800"`` decodes to a Python string that cannot be written as UTF-8).
 """
 
 from __future__ import annotations
@@ -31,8 +35,29 @@ def json_object(request: Request) -> dict[str, Any]:
         raise decoding_error("the request body is empty; expected a JSON object")
     data = request.data  # DRF's parsers raise ParseError for malformed JSON
     if isinstance(data, QueryDict):
-        return {key: data.get(key) for key in data}
+        data = {key: data.get(key) for key in data}
     if not isinstance(data, dict):
         kind = JSON_TYPE_NAMES.get(type(data), type(data).__name__)
         raise decoding_error(f"expected a JSON object, got {kind}")
+    if (problem := unusable_text(data)) is not None:
+        raise decoding_error(f"the request body holds {problem}")
     return data
+
+
+def unusable_text(value: Any) -> str | None:
+    """What makes a string in ``value`` (keys included, at any depth) unusable, or None."""
+    if isinstance(value, str):
+        if "\x00" in value:
+            return "a NUL character"
+        try:
+            value.encode("utf-8")
+        except UnicodeEncodeError:
+            return "an unpaired UTF-16 surrogate"
+        return None
+    if isinstance(value, dict):
+        items = [*value.keys(), *value.values()]
+    elif isinstance(value, list):
+        items = value
+    else:
+        return None
+    return next((problem for item in items if (problem := unusable_text(item)) is not None), None)

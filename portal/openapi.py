@@ -14,6 +14,8 @@ from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiExample, OpenApiParameter, OpenApiResponse, inline_serializer
 from rest_framework import serializers
 
+from portal.alerts import NOT_FOUND_TEXT
+
 API_VERSIONS = ("3.0", "4.0", "4.1", "5.0")
 
 VERSION_PARAMETER = OpenApiParameter(
@@ -73,6 +75,26 @@ def without_trailing_slash(result: dict[str, Any], **kwargs: Any) -> dict[str, A
     The routes take both; drf-spectacular writes the optional slash as a slash.
     """
     result["paths"] = {path.rstrip("/"): item for path, item in result["paths"].items()}
+    return result
+
+
+def every_operation_may_be_not_found(result: dict[str, Any], **kwargs: Any) -> dict[str, Any]:
+    """Postprocessing hook: every route answers 404 for a version or format it does not know.
+
+    (``/api/9.9/isos``, ``?format=xml``): the JSON alert of ``portal.views``.
+    """
+    not_found = {
+        "description": "An API version, format or path the portal does not know.",
+        "content": {
+            "application/json": {
+                "schema": {"$ref": "#/components/schemas/Alerts"},
+                "example": {"alerts": [{"text": NOT_FOUND_TEXT, "level": "error"}]},
+            }
+        },
+    }
+    for item in result["paths"].values():
+        for operation in item.values():
+            operation["responses"].setdefault("404", not_found)
     return result
 
 

@@ -249,6 +249,7 @@ SPECTACULAR_SETTINGS = {
     "POSTPROCESSING_HOOKS": [
         "drf_spectacular.hooks.postprocess_schema_enums",
         "portal.openapi.without_trailing_slash",
+        "portal.openapi.every_operation_may_be_not_found",
     ],
 }
 

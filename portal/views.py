@@ -16,7 +16,7 @@ from django.shortcuts import render
 from django.views.defaults import page_not_found
 from django.views.defaults import server_error as server_error_page
 
-from portal.alerts import INTERNAL_ERROR_TEXT, plain_alert_response
+from portal.alerts import INTERNAL_ERROR_TEXT, NOT_FOUND_TEXT, plain_alert_response
 
 
 def is_api_path(request: HttpRequest) -> bool:
@@ -49,7 +49,7 @@ def csrf_failure(request: HttpRequest, reason: str = "") -> HttpResponse:
 
 def not_found(request: HttpRequest, exception: Exception) -> HttpResponse:
     if is_api_path(request):
-        return plain_alert_response(404, "not found")
+        return plain_alert_response(404, NOT_FOUND_TEXT)
     return page_not_found(request, exception)
 
 

@@ -8,8 +8,10 @@ answer must be no 5xx, a status the description lists, its declared content type
 headers, and a body that matches its schema, ISO downloads included: about half of the
 generated ISO requests take real sources and sane values, so the 200 stream is fuzzed too.
 
-The tests marked ``xfail(strict=True)`` pin what the fuzzing found in product code, one
-reproduction each; the fuzzing tests stay as they are and carry the same mark until then.
+The tests after the fuzzing ones reproduce, one each, what the fuzzing once found in
+product code (all mended): 404s for an unknown version or format that the description did
+not list, a logout without a body refused for its missing CSRF token, and 500s for a NUL
+character (on PostgreSQL) or an unpaired surrogate in a string.
 """
 
 from __future__ import annotations
@@ -23,7 +25,6 @@ from typing import Any
 import pytest
 import requests
 import schemathesis
-from django.conf import settings
 from django.contrib.auth.models import User
 from schemathesis.checks import (
     content_type_conformance,
@@ -45,7 +46,6 @@ from tests.conftest import CATALOG, PASSWORD, serve_portal, static_request
 # serialized_rollback: the flush between transactional tests would drop the migrated groups.
 pytestmark = pytest.mark.django_db(transaction=True, serialized_rollback=True)
 
-ON_POSTGRES = settings.DATABASES["default"]["ENGINE"] == "django.db.backends.postgresql"
 
 # No generated login can guess this name, so fuzzed logins never lock it out (django-axes
 # counts failures per username and address) and never replace its session.
@@ -99,13 +99,6 @@ BINDINGS = {
     "mgmtIpGateway": "gateways",
     "mgmtInterface": "interfaces",
 }
-
-# What the fuzzing found (the reproductions are the xfail tests at the end).
-UNKNOWN_VERSION_404 = "a version outside the enum answers 404 'not found'; the description lists no 404"
-UNKNOWN_FORMAT_404 = "POST isos?format= outside its enum answers 404 'not found', not documented"
-LOGOUT_CSRF_403 = "POST user/logout without Content-Type: application/json answers 403 (CSRF), not documented"
-SURROGATE_500 = "a lone UTF-16 surrogate (JSON \\ud800) in a string field answers 500"
-NUL_500 = "a NUL (\\u0000) in a string field answers 500 on PostgreSQL (audit record, axes lookup)"
 
 
 @dataclass
@@ -182,7 +175,7 @@ def fuzz(schema: BaseSchema, portal: FuzzPortal, session_id: Callable[[], str | 
                 found.setdefault(key, str(group))
 
     # The per-operation Hypothesis tests that schemathesis' pytest integration runs, without
-    # its subtests (an xfail mark cannot hold a test whose failures are subtests').
+    # its subtests: every distinct failure is collected and this test fails listing them all.
     for result in get_all_tests(schema=schema, test_func=check, settings=None, given_kwargs={}):
         if isinstance(result, Err):
             raise result.err()  # an operation the description itself gets wrong
@@ -195,11 +188,6 @@ def listed(found: dict[str, str]) -> str:
     return "\n\n".join([", ".join(found), *found.values()])
 
 
-@pytest.mark.xfail(
-    strict=True,
-    raises=AssertionError,
-    reason=f"{UNKNOWN_VERSION_404}; {UNKNOWN_FORMAT_404}; {NUL_500}",
-)
 def test_every_operation_with_an_operations_session(
     portal_schema: BaseSchema, fuzz_portal: FuzzPortal
 ) -> None:
@@ -213,14 +201,12 @@ def test_every_operation_with_an_operations_session(
     assert not found, listed(found)
 
 
-@pytest.mark.xfail(strict=True, raises=AssertionError, reason=f"{UNKNOWN_VERSION_404}; {LOGOUT_CSRF_403}")
 def test_logout_with_a_fresh_session_each_time(portal_schema: BaseSchema, fuzz_portal: FuzzPortal) -> None:
     schema = portal_schema.include(operation_id="user_logout_create")
     found = fuzz(schema, fuzz_portal, lambda: log_in(fuzz_portal.url, FUZZER))
     assert not found, listed(found)
 
 
-@pytest.mark.xfail(strict=True, raises=AssertionError, reason=UNKNOWN_VERSION_404)
 def test_every_operation_without_a_session(portal_schema: BaseSchema, fuzz_portal: FuzzPortal) -> None:
     found = fuzz(portal_schema, fuzz_portal, lambda: None)
     assert fuzz_portal.answers["GET /api/{version}/osversions 401"] > 0
@@ -257,7 +243,6 @@ def login_case(portal_schema: BaseSchema, body: dict[str, Any], version: str = "
     return operation.Case(path_parameters={"version": version}, body=body, media_type="application/json")
 
 
-@pytest.mark.xfail(strict=True, raises=AssertionError, reason=UNKNOWN_VERSION_404)
 def test_an_unknown_api_version_gets_a_documented_answer(
     portal_schema: BaseSchema, fuzz_portal: FuzzPortal
 ) -> None:
@@ -273,7 +258,6 @@ def test_an_unknown_api_version_gets_a_documented_answer(
     assert not failures, "\n\n".join(failures)
 
 
-@pytest.mark.xfail(strict=True, raises=AssertionError, reason=UNKNOWN_FORMAT_404)
 def test_an_unknown_iso_format_gets_a_documented_answer(
     portal_schema: BaseSchema, fuzz_portal: FuzzPortal
 ) -> None:
@@ -283,7 +267,6 @@ def test_an_unknown_iso_format_gets_a_documented_answer(
     assert not failures, "\n\n".join(failures)
 
 
-@pytest.mark.xfail(strict=True, raises=AssertionError, reason=LOGOUT_CSRF_403)
 def test_logout_as_described_gets_a_documented_answer(
     portal_schema: BaseSchema, fuzz_portal: FuzzPortal
 ) -> None:
@@ -293,7 +276,6 @@ def test_logout_as_described_gets_a_documented_answer(
     assert not failures, "\n\n".join(failures)
 
 
-@pytest.mark.xfail(strict=True, raises=AssertionError, reason=SURROGATE_500)
 def test_a_lone_surrogate_is_no_server_error(portal_schema: BaseSchema, fuzz_portal: FuzzPortal) -> None:
     # JSON allows "\ud800"; Python decodes it to a str that cannot be encoded as UTF-8.
     failures = failures_of(iso_case(portal_schema, rootPass="a\ud800"), fuzz_portal.session_id)
@@ -302,7 +284,6 @@ def test_a_lone_surrogate_is_no_server_error(portal_schema: BaseSchema, fuzz_por
     assert not failures, "\n\n".join(failures)
 
 
-@pytest.mark.xfail(ON_POSTGRES, strict=True, raises=AssertionError, reason=NUL_500)
 def test_a_nul_character_is_no_server_error(portal_schema: BaseSchema, fuzz_portal: FuzzPortal) -> None:
     failures = failures_of(iso_case(portal_schema, hostName="a\x00"), fuzz_portal.session_id)
     failures += failures_of(login_case(portal_schema, {"u": "a\x00b", "p": "wrong"}), None)

@@ -344,3 +344,13 @@ def test_management_interface_reaches_the_iso(operations_client: Client) -> None
     assert response.status_code == 200
     mgmt_cfg = ks_script(b"".join(response.streaming_content), "mgmt_network.cfg")
     assert mgmt_cfg == b'IPADDR="10.0.0.5"\nNETMASK="255.255.255.0"\nGATEWAY="10.0.0.1"\nDEVICE="eth1"'
+
+
+@pytest.mark.django_db
+def test_a_nul_character_is_refused_at_its_field_and_audited(operations_client: Client) -> None:
+    """PostgreSQL's text cannot hold a NUL: the refusal must still be answered and recorded."""
+    response = operations_client.post(URL, form_data(hostName="db\x001"))
+    assert response.status_code == 400
+    assert "hostName must be" in field_html(response.content.decode(), "hostName")
+    record = IsoBuild.objects.get()
+    assert record.outcome == "refused" and "\x00" not in record.request_settings["hostName"]

@@ -99,3 +99,15 @@ def test_unknown_page_is_a_page_not_a_traceback() -> None:
     response = Client().get("/no/such/page/")
     assert response.status_code == 404
     assert "Not found" in response.content.decode()
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize("field", ["username", "password"])
+def test_a_nul_character_is_a_polite_refusal(make_user: Callable[..., User], field: str) -> None:
+    """Django's form refuses it before authentication (PostgreSQL could not look it up)."""
+    make_user("op", "operations")
+    credentials = {"username": "op", "password": PASSWORD}
+    credentials[field] = credentials[field][:1] + "\x00" + credentials[field][1:]
+    response = Client().post("/login/", credentials)
+    assert response.status_code == 200
+    assert "Null characters are not allowed." in response.content.decode()
