@@ -97,6 +97,12 @@ class RootPassField(RuleField):
     def check(self, text: str) -> str:
         if "\x00" in text:
             raise self.fail_with("must not contain NUL characters")
+        try:
+            # The API refuses an unpaired surrogate before any rule (portal.json_body);
+            # manage.py generate_iso can still bring one (a non-UTF-8 environment value).
+            text.encode("utf-8")
+        except UnicodeEncodeError:
+            raise self.fail_with("must be valid Unicode text (no unpaired surrogates)") from None
         return text
 
 

@@ -13,9 +13,8 @@ Property A runs the serializer and the kickstart rendering only (many examples);
 goes through real HTTP and reads the ISO back with pycdlib (fewer examples). Both are
 derandomized, so CI always runs the same inputs.
 
-A known product bug (a lone surrogate in rootPass reaching the hashing, past the rules) is kept
-out of property A and pinned by a strict xfail at the end, so its fix turns the xfail into a
-failure that asks for its removal.
+A product bug these properties found (a lone surrogate in rootPass reaching the hashing, past
+the rules) is mended; its reproduction is the last test.
 """
 
 from __future__ import annotations
@@ -582,8 +581,6 @@ RENDER_SETTINGS = settings(
 def check_through_rules(case: Case) -> None:
     """Refused in one alert, or rendered to files that parse back to the input."""
     raw = canonical(case.body)
-    # A lone surrogate in rootPass passes the rules and breaks the hashing (xfail below).
-    assume(not any("\ud800" <= c <= "\udfff" for c in str(raw.get("rootPass", ""))))
     serializer = validated(case.body)
     event("must pass" if case.must_pass else "spoiled")
     event("refused" if serializer.errors else "rendered")
@@ -683,20 +680,15 @@ def test_any_body_posted_is_a_400_alert_or_an_iso_whose_files_parse_back(
         assert bash_sourced(cfg) == dict(parse_cfg(files[f"ks_scripts/{name}"])), name
 
 
-# ---- known product bugs, pinned --------------------------------------------------------------
+# ---- a bug once found here, mended --------------------------------------------------------------
 
 # The API refuses these before any rule (portal.json_body), but the serializer is also reached
 # from ``manage.py generate_iso``, whose --root-pass-env hands over a non-UTF-8 environment
-# value as a lone surrogate (os.environ's surrogateescape).
-SURROGATE_BUG = (
-    "a lone surrogate in rootPass passes its rule (only NUL is refused), then the hashing "
-    "cannot encode it as UTF-8"
-)
+# value as a lone surrogate (os.environ's surrogateescape): it once reached the hashing.
 
 
-@pytest.mark.xfail(strict=True, raises=UnicodeEncodeError, reason=SURROGATE_BUG)
-def test_lone_surrogate_in_root_password_is_refused_or_hashed() -> None:
+def test_lone_surrogate_in_root_password_is_refused() -> None:
     serializer = validated(static_request(rootPass="pa\udcffss"))
-    if not serializer.errors:
-        files = render_ks_scripts(serializer.iso_request(), NAMESERVERS, "sha512", BOOT_DESCRIPTION)
-        assert set(files) == KS_FILES
+    assert serializer.alert_text == (
+        "validating: rootPass must be valid Unicode text (no unpaired surrogates)"
+    )
