@@ -79,9 +79,10 @@ def without_trailing_slash(result: dict[str, Any], **kwargs: Any) -> dict[str, A
 
 
 def every_operation_may_be_not_found(result: dict[str, Any], **kwargs: Any) -> dict[str, Any]:
-    """Postprocessing hook: every route answers 404 for a version or format it does not know.
+    """Postprocessing hook: list the 404 alert under every operation.
 
-    (``/api/9.9/isos``, ``?format=xml``): the JSON alert of ``portal.views``.
+    Every route answers it for an API version or a format it does not know
+    (``/api/9.9/isos``, ``?format=xml``), with ``portal.views``' JSON alert.
     """
     not_found = {
         "description": "An API version, format or path the portal does not know.",

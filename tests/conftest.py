@@ -23,7 +23,7 @@ from django.db import connection
 from django.test import Client
 from guardian.shortcuts import assign_perm
 
-from isos.bench.serving import free_port, wait_for_port
+from isos.bench.serving import child_pids, free_port, wait_for_port
 from osversions.catalog import sync_catalog
 from osversions.models import OsVersion
 from tests.sources import make_source_tree
@@ -117,6 +117,10 @@ class PortalServer:
     url: str
     process: subprocess.Popen[bytes]
     log: Path
+
+    def worker_pids(self) -> list[int]:
+        """gunicorn's workers: the master's child processes."""
+        return child_pids(self.process.pid)
 
 
 @contextmanager

@@ -45,9 +45,10 @@ import pytest
 import requests
 from django.contrib.auth.models import User
 
+from isos.bench.serving import child_pids
 from isos.models import IsoBuild
 from tests.conftest import CATALOG, PortalServer, serve_portal, static_request
-from tests.sources import make_source_tree, pseudo_random_bytes
+from tests.sources import make_source_tree, open_descriptor_targets, pseudo_random_bytes
 from tests.test_iso_download import EXPECTED_NETWORK_CFG
 from tests.test_live_server import logged_in_session, network_cfg_of
 
@@ -351,36 +352,19 @@ def start_portal(location: Path, log: Path, env: dict[str, str]) -> Iterator[Por
         manager.__exit__(None, None, None)
 
 
-def worker_pids(server: PortalServer) -> list[int]:
-    """The gunicorn workers: the children of the master (from /proc, no psutil here)."""
-    return children_of(server.process.pid)
-
-
-def children_of(pid: int) -> list[int]:
-    found: list[int] = []
-    with contextlib.suppress(FileNotFoundError):
-        for task in os.listdir(f"/proc/{pid}/task"):
-            with contextlib.suppress(FileNotFoundError):
-                found += [
-                    int(child) for child in Path(f"/proc/{pid}/task/{task}/children").read_text().split()
-                ]
-    return found
-
-
 def descriptors_into(pid: int, roots: list[Path]) -> list[str]:
     """What process ``pid`` holds open under any of ``roots`` (deleted files included)."""
-    held = []
-    with contextlib.suppress(FileNotFoundError):
-        for fd in os.listdir(f"/proc/{pid}/fd"):
-            with contextlib.suppress(OSError):
-                target = os.readlink(f"/proc/{pid}/fd/{fd}")
-                if any(target == str(root) or target.startswith(f"{root}/") for root in roots):
-                    held.append(f"{pid}:{fd} -> {target}")
-    return held
+    return [
+        f"{pid} -> {target}"
+        for target in open_descriptor_targets(pid)
+        if any(target == str(root) or target.startswith(f"{root}/") for root in roots)
+    ]
 
 
 def held_by_workers(scene: Scene, path: Path) -> list[str]:
-    return [target for pid in worker_pids(scene.server) for target in descriptors_into(pid, [path.resolve()])]
+    return [
+        target for pid in scene.server.worker_pids() for target in descriptors_into(pid, [path.resolve()])
+    ]
 
 
 def poll(condition: Callable[[], bool], wait: float = WAIT) -> bool:
@@ -414,16 +398,16 @@ def last_build_id() -> int:
 def assert_no_leaks(scene: Scene) -> None:
     """No worker holds the source tree or a temporary file open; no worker has children."""
     roots = [scene.location.resolve(), scene.server_temp.resolve()]
-    workers = worker_pids(scene.server)
+    workers = scene.server.worker_pids()
     assert workers, "no gunicorn worker found"
 
     def clean() -> bool:
-        return not any(descriptors_into(pid, roots) or children_of(pid) for pid in workers)
+        return not any(descriptors_into(pid, roots) or child_pids(pid) for pid in workers)
 
     # The audit record is closed before the WSGI server closes the stream: give it a moment.
     if not poll(clean):
         held = [target for pid in workers for target in descriptors_into(pid, roots)]
-        children = {pid: children_of(pid) for pid in workers if children_of(pid)}
+        children = {pid: child_pids(pid) for pid in workers if child_pids(pid)}
         pytest.fail(f"after the fault: descriptors held {held}, worker children {children}")
     assert list(scene.server_temp.iterdir()) == [], "temporary files left behind"
 

@@ -19,7 +19,6 @@ The count is fixed (2 rounds of 16 downloads and 44 other requests) and the ISOs
 from __future__ import annotations
 
 import json
-import os
 import re
 import shutil
 import statistics
@@ -37,13 +36,13 @@ from django.contrib.auth.models import User
 from django.db import connection
 
 from isos.bench.client import Download, fetch, login
-from isos.bench.serving import RssSampler, open_write_files
+from isos.bench.serving import RssSampler, child_pids, open_write_files
 from isos.bench.workloads import make_netinstall, source_checksums
 from isos.management.commands.isobench import request_body
 from isos.models import IsoBuild
 from portal.lockout import LOCKED_OUT_TEXT
 from tests.conftest import PASSWORD, serve_portal
-from tests.sources import tree_digest
+from tests.sources import open_descriptor_targets, tree_digest
 
 # serialized_rollback: the flush between transactional tests would drop the migrated groups.
 pytestmark = pytest.mark.django_db(transaction=True, serialized_rollback=True)
@@ -108,25 +107,21 @@ def worker_pids(master: int) -> list[int]:
     """The gunicorn master's children (its workers), once all of them have booted."""
     deadline = time.monotonic() + 30
     while True:
-        children = Path(f"/proc/{master}/task/{master}/children").read_text().split()
+        children = child_pids(master)
         if len(children) == WORKERS or time.monotonic() > deadline:
-            return sorted(int(pid) for pid in children)
+            return children
         time.sleep(0.05)
 
 
 def deleted_open_files(pid: int) -> list[str]:
     """Files the process holds open that were unlinked (a TemporaryFile's trace), which
     ``open_write_files`` cannot see because their path no longer exists."""
-    found = []
-    for fd in Path(f"/proc/{pid}/fd").iterdir():
-        try:
-            target = os.readlink(fd)
-        except OSError:
-            continue
-        # gunicorn's own heartbeat file (WorkerTmp, empty, unlinked at once) is not ours.
-        if target.endswith(" (deleted)") and not Path(target).name.startswith("wgunicorn-"):
-            found.append(target)
-    return found
+    # gunicorn's own heartbeat file (WorkerTmp, empty, unlinked at once) is not ours.
+    return [
+        target
+        for target in open_descriptor_targets(pid)
+        if target.endswith(" (deleted)") and not Path(target).name.startswith("wgunicorn-")
+    ]
 
 
 def json_post(path: str, body: Any, *, cookie: str = "", **headers: str) -> dict[str, Any]:

@@ -8,6 +8,7 @@ server would send a file that genisoimage made.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import socket
 import subprocess
@@ -82,13 +83,28 @@ class Gunicorn:
         return f"http://127.0.0.1:{self.port}"
 
     def worker_pid(self) -> int:
-        children = Path(f"/proc/{self.process.pid}/task/{self.process.pid}/children").read_text().split()
-        return int(children[0])
+        return child_pids(self.process.pid)[0]
 
     def stop(self) -> None:
         self.process.terminate()
         self.process.wait(timeout=30)
         self._log.close()
+
+
+def child_pids(pid: int) -> list[int]:
+    """The child processes of ``pid`` (gunicorn's workers, for its master), from /proc.
+
+    Read from every thread of the process (a child belongs to the thread that made it); a
+    process that is gone has none.
+    """
+    found: list[int] = []
+    with contextlib.suppress(FileNotFoundError):
+        for task in os.listdir(f"/proc/{pid}/task"):
+            with contextlib.suppress(FileNotFoundError):
+                found += [
+                    int(child) for child in Path(f"/proc/{pid}/task/{task}/children").read_text().split()
+                ]
+    return sorted(found)
 
 
 def start_portal(workdir: Path, kickstart: Path, threads: int) -> Gunicorn:
