@@ -23,7 +23,6 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-import requests
 import schemathesis
 from django.contrib.auth.models import User
 from schemathesis.checks import (
@@ -41,7 +40,8 @@ from schemathesis.generation.case import Case
 from schemathesis.pytest.lazy import get_all_tests
 from schemathesis.schemas import BaseSchema
 
-from tests.conftest import CATALOG, PASSWORD, serve_portal, static_request
+from tests.conftest import CATALOG, serve_portal, static_request
+from tests.test_live_server import logged_in_session
 
 # serialized_rollback: the flush between transactional tests would drop the migrated groups.
 pytestmark = pytest.mark.django_db(transaction=True, serialized_rollback=True)
@@ -113,9 +113,8 @@ class FuzzPortal:
 
 
 def log_in(url: str, username: str) -> str:
-    response = requests.post(f"{url}/api/5.0/user/login", json={"u": username, "p": PASSWORD}, timeout=30)
-    assert response.status_code == 200, response.text
-    return response.cookies[COOKIE]
+    """A new session's id."""
+    return str(logged_in_session(url, username).cookies[COOKIE])
 
 
 def fuzz_config(base_url: str) -> SchemathesisConfig:
