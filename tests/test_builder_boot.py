@@ -27,6 +27,7 @@ from isos.layout_cache import LayoutCache
 from isos.layout_process import make_layout_template_in_child
 from tests.isoread import SECTOR, eltorito_entries, read_rr_files, require_tool
 from tests.sources import SYSTEM_ISOLINUX_BIN, make_source_tree, pseudo_random_bytes
+from tests.test_layout_cache import assert_same_layout_shape
 
 EXTRAS = {
     "ks_scripts/network.cfg": b'IPADDR="1.3.3.7"\nNETMASK="255.255.255.0"\nDHCP="no"',
@@ -482,13 +483,7 @@ def test_a_template_made_in_a_child_process_has_the_same_hybrid_layout(efi_sourc
     derived from them, differ; the shape of the layout does not."""
     here = make_layout_template(efi_source, list(EXTRAS))
     there = make_layout_template_in_child(str(efi_source), list(EXTRAS), volume_id="CDROM")
-    assert (there.size, there.extra_offsets, there.boot_description) == (
-        here.size,
-        here.extra_offsets,
-        here.boot_description,
-    )
-    assert [(p.offset, p.end) for p in there.plan] == [(p.offset, p.end) for p in here.plan]
-    assert [offset for offset, _ in there.patches] == [offset for offset, _ in here.patches]
+    assert_same_layout_shape(here, there)
 
 
 def aged(tree: Path, past: int) -> Path:

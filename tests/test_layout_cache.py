@@ -9,7 +9,7 @@ from pathlib import Path
 import pycdlib.headervd
 import pytest
 
-from isos.builder import SourceError, StreamError, build_iso, make_layout_template
+from isos.builder import LayoutTemplate, SourceError, StreamError, build_iso, make_layout_template
 from isos.layout_cache import LayoutCache, source_fingerprint
 from isos.layout_process import make_layout_template_in_child
 from tests.sources import make_source_tree
@@ -42,17 +42,26 @@ def settled(tree: Path) -> Path:
     return tree
 
 
+def assert_same_layout_shape(here: LayoutTemplate, there: LayoutTemplate) -> None:
+    """Two layouts of one tree made at different times: all but the dates (and what is
+    derived from them) agree: sizes, where the request's files and their lengths go, the
+    boot description, every extent, and where the output is patched."""
+    assert (there.size, there.extra_offsets, there.length_fields, there.boot_description) == (
+        here.size,
+        here.extra_offsets,
+        here.length_fields,
+        here.boot_description,
+    )
+    assert [(p.offset, p.end) for p in there.plan] == [(p.offset, p.end) for p in here.plan]
+    assert [offset for offset, _ in there.patches] == [offset for offset, _ in here.patches]
+
+
 def test_a_template_made_in_a_child_process_has_the_same_layout(tmp_path: Path) -> None:
     """The worker lays trees out in a child (its own clock: compare all but the dates)."""
     source = make_source_tree(tmp_path / "src")
     here = make_layout_template(source, list(EXTRAS))
     there = make_layout_template_in_child(str(source), list(EXTRAS), volume_id="CDROM")
-    assert (there.size, there.extra_offsets, there.length_fields) == (
-        here.size,
-        here.extra_offsets,
-        here.length_fields,
-    )
-    assert [(p.offset, p.end) for p in there.plan] == [(p.offset, p.end) for p in here.plan]
+    assert_same_layout_shape(here, there)
     with pytest.raises(SourceError):
         make_layout_template_in_child(str(tmp_path / "missing"), list(EXTRAS), volume_id="CDROM")
 
