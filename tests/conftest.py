@@ -11,6 +11,7 @@ import os
 import secrets
 import subprocess
 import sys
+import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -216,3 +217,16 @@ def browser_page(tmp_path: Path) -> Iterator[Any]:
         finally:
             context.close()
             browser.close()
+
+
+@pytest.fixture
+def frozen_clock(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+    """pycdlib stamps records with time.time() in local time when they are added, and the
+    volume descriptors when it writes them: pin the clock, in UTC, so that two layouts of
+    the same files made apart carry the same dates."""
+    monkeypatch.setenv("TZ", "UTC")
+    time.tzset()
+    monkeypatch.setattr(time, "time", lambda: 1_700_000_000.0)
+    yield
+    monkeypatch.undo()
+    time.tzset()

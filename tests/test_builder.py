@@ -15,7 +15,6 @@ import resource
 import shutil
 import stat
 import tempfile
-import time
 import tracemalloc
 import types
 from collections.abc import Iterator
@@ -136,17 +135,6 @@ def source(tmp_path: Path) -> Path:
     return make_source_tree(tmp_path / "src")
 
 
-@pytest.fixture
-def pinned_clock(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
-    """pycdlib stamps records with time.time() in local time: pin both."""
-    monkeypatch.setenv("TZ", "UTC")
-    time.tzset()
-    monkeypatch.setattr(time, "time", lambda: 1_700_000_000.0)
-    yield
-    monkeypatch.undo()
-    time.tzset()
-
-
 # --------------------------------------------------------------------------------------
 # the stream is pycdlib's image, byte for byte
 # --------------------------------------------------------------------------------------
@@ -220,7 +208,7 @@ def test_image_is_iterated_once_and_close_is_idempotent(source: Path) -> None:
         image.write_reference(io.BytesIO())
 
 
-def test_two_builds_are_identical_whatever_the_creation_order(tmp_path: Path, pinned_clock: None) -> None:
+def test_two_builds_are_identical_whatever_the_creation_order(tmp_path: Path, frozen_clock: None) -> None:
     names = [f"dir{i % 3}/file-{i:02d}.txt" for i in range(20)] + ["README", "readme", "a-b", "a_b"]
     first, second = tmp_path / "first", tmp_path / "second"
     for root, order in ((first, names), (second, list(reversed(names)))):

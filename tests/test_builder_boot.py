@@ -43,13 +43,8 @@ needs_isohybrid_isolinux = pytest.mark.skipif(
 )
 
 
-@pytest.fixture(autouse=True)
-def frozen_clock(monkeypatch: pytest.MonkeyPatch) -> None:
-    """pycdlib stamps records when added and volume descriptors when written."""
-    monkeypatch.setenv("TZ", "UTC")
-    time.tzset()
-    monkeypatch.setattr(time, "time", lambda: 1_700_000_000.0)
-    monkeypatch.setattr(pycdlib.headervd.time, "time", lambda: 1_700_000_000.0)
+# pycdlib stamps dates: every layout here is made with the clock pinned (conftest).
+pytestmark = pytest.mark.usefixtures("frozen_clock")
 
 
 def make_efi_image(path: Path, kib: int = 1440) -> bytes:

@@ -9,7 +9,6 @@ from __future__ import annotations
 import io
 import shutil
 import subprocess
-import time
 from pathlib import Path
 from typing import Any
 
@@ -124,16 +123,10 @@ def test_dhcp_bond_and_case_insensitive_keys(operations_client: Client, tmp_path
 
 @pytest.mark.django_db
 def test_stream_equals_pycdlib_write_of_the_same_layout(
-    operations_client: Client, kickstart_location: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    operations_client: Client, kickstart_location: Path, tmp_path: Path, frozen_clock: None
 ) -> None:
-    """The HTTP body is byte-identical to pycdlib's own write() of the same files.
-
-    pycdlib stamps each record with time.time() when it is added: pin it, so the two
-    layouts (the server's and this test's) carry the same dates.
-    """
-    monkeypatch.setenv("TZ", "UTC")
-    time.tzset()
-    monkeypatch.setattr(time, "time", lambda: 1_700_000_000.0)
+    """The HTTP body is byte-identical to pycdlib's own write() of the same files (the clock
+    pinned, so that the server's layout and this test's carry the same dates)."""
     _, data = download(operations_client, static_request())
     iso_path = tmp_path / "out.iso"
     iso_path.write_bytes(data)

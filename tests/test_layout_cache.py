@@ -6,7 +6,6 @@ import os
 import time
 from pathlib import Path
 
-import pycdlib.headervd
 import pytest
 
 from isos.builder import LayoutTemplate, SourceError, StreamError, build_iso, make_layout_template
@@ -21,13 +20,8 @@ EXTRAS = {
 }
 
 
-@pytest.fixture(autouse=True)
-def frozen_clock(monkeypatch: pytest.MonkeyPatch) -> None:
-    """pycdlib stamps records when they are added and volume descriptors when written."""
-    monkeypatch.setenv("TZ", "UTC")
-    time.tzset()
-    monkeypatch.setattr(time, "time", lambda: 1_700_000_000.0)
-    monkeypatch.setattr(pycdlib.headervd.time, "time", lambda: 1_700_000_000.0)
+# pycdlib stamps dates: every layout here is made with the clock pinned (conftest).
+pytestmark = pytest.mark.usefixtures("frozen_clock")
 
 
 def settled(tree: Path) -> Path:

@@ -164,11 +164,10 @@ def test_the_api_streams_a_vendor_iso_with_the_hosts_files(
     assert sha256(vendor_iso) == before
 
 
-def test_the_stream_is_pycdlibs_own_write(vendor_tree: Path, tmp_path: Path, monkeypatch: Any) -> None:
+def test_the_stream_is_pycdlibs_own_write(vendor_tree: Path, tmp_path: Path, frozen_clock: None) -> None:
     """Byte-identical to write_fp(), with a vendor file replaced and a new folder made."""
     iso = make_vendor_iso(vendor_tree, tmp_path / "vendor.iso")
     before = sha256(iso)
-    monkeypatch.setattr(time, "time", lambda: 1_700_000_000.0)
     extra = {
         "ks_scripts/ks.cfg": b"replaced kickstart\n",
         "ks_scripts/network.cfg": EXPECTED_NETWORK_CFG,
