@@ -27,6 +27,7 @@ from guardian.shortcuts import assign_perm
 from isos.bench.serving import child_pids, free_port, wait_for_port
 from osversions.catalog import sync_catalog
 from osversions.models import OsVersion
+from tests.processes import poll
 from tests.sources import make_source_tree
 
 CHROMIUM = Path("/usr/bin/chromium")
@@ -153,6 +154,8 @@ def serve_portal(
         server = subprocess.Popen(command, env=server_env, stdout=log_file, stderr=subprocess.STDOUT)
         try:
             wait_for_port(port, server, log)
+            # Every worker booted, so that worker_pids() names them all from the start.
+            assert poll(lambda: len(child_pids(server.pid)) == workers, wait=30), log.read_text()[-2000:]
             yield PortalServer(f"http://127.0.0.1:{port}", server, log)
         finally:
             server.terminate()

@@ -110,22 +110,3 @@ def tree_digest(root: Path) -> str:
                         digest.update(block)
             digest.update(b"\0")
     return digest.hexdigest()
-
-
-def open_descriptor_targets(pid: int | str = "self") -> list[str]:
-    """What a process (this one by default) holds open: the targets of its /proc fd links.
-
-    A file unlinked while open shows as its old path with `` (deleted)``; a process that is
-    gone holds nothing.
-    """
-    targets = []
-    try:
-        descriptors = os.listdir(f"/proc/{pid}/fd")
-    except FileNotFoundError:
-        return []
-    for fd in descriptors:
-        try:
-            targets.append(os.readlink(f"/proc/{pid}/fd/{fd}"))
-        except OSError:
-            continue  # closed meanwhile (the listing's own descriptor, for one)
-    return targets

@@ -8,7 +8,6 @@ takes are the README's: ``tests/screenshots/generate.png`` and ``history.png``.
 from __future__ import annotations
 
 import io
-import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -18,6 +17,7 @@ import pytest
 from django.contrib.auth.models import User
 
 from tests.conftest import PASSWORD
+from tests.processes import poll
 
 # serialized_rollback: the flush between transactional tests would drop the migrated groups.
 pytestmark = pytest.mark.django_db(transaction=True, serialized_rollback=True)
@@ -58,12 +58,12 @@ def download_iso(page: Any, tmp_path: Path, name: str) -> tuple[str, Path]:
 
 def open_history_when_settled(page: Any, url: str, expected_built: int) -> None:
     """The audit record closes a moment after the last byte: reload until it has."""
-    deadline = time.monotonic() + 15
-    while True:
+
+    def settled() -> bool:
         page.goto(url)
-        if page.locator(".badge.built").count() >= expected_built or time.monotonic() > deadline:
-            return
-        time.sleep(0.2)
+        return bool(page.locator(".badge.built").count() >= expected_built)
+
+    poll(settled, wait=15)  # the test's assertions on the page say what is missing
 
 
 def test_generate_iso_in_a_real_browser(

@@ -37,11 +37,11 @@ from tests.isoread import (
     tool_extract,
     tool_listing,
 )
+from tests.processes import open_descriptor_targets
 from tests.sources import (
     SYSTEM_ISOLINUX_BIN,
     copy_isolinux_bin,
     make_source_tree,
-    open_descriptor_targets,
     pseudo_random_bytes,
     tree_digest,
 )

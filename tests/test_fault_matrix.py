@@ -34,7 +34,6 @@ import os
 import re
 import shutil
 import threading
-import time
 from collections import Counter
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -48,7 +47,8 @@ from django.contrib.auth.models import User
 from isos.bench.serving import child_pids
 from isos.models import IsoBuild
 from tests.conftest import CATALOG, PortalServer, serve_portal, static_request
-from tests.sources import make_source_tree, open_descriptor_targets, pseudo_random_bytes
+from tests.processes import open_descriptor_targets, poll, process_gone
+from tests.sources import make_source_tree, pseudo_random_bytes
 from tests.test_iso_download import EXPECTED_NETWORK_CFG
 from tests.test_live_server import logged_in_session, network_cfg_of
 
@@ -66,7 +66,6 @@ BIG_SIZE = 64 << 20
 TARGET = "images/install.img"
 TARGET_BYTES = pseudo_random_bytes("install.img", 256 * 1024)  # what make_source_tree writes
 HOOK_TIMEOUT = "1.5"
-WAIT = 15.0  # seconds: an upper bound for the server to finish with a stream, never expected
 
 # Linux capabilities (linux/capability.h) and prctl's PR_CAPBSET_DROP (linux/prctl.h).
 CAP_DAC_OVERRIDE = 1
@@ -193,15 +192,6 @@ def install_hanging_hook(scene: Scene) -> None:
 
 def remove_hook(scene: Scene) -> None:
     (scene.source / "generate").unlink()
-
-
-def process_gone(pid: int) -> bool:
-    """True when ``pid`` no longer runs (a zombie nobody reaped yet counts as gone)."""
-    try:
-        status = Path(f"/proc/{pid}/status").read_text()
-    except FileNotFoundError:
-        return True
-    return "\nState:\tZ" in status
 
 
 def hook_processes_are_gone(scene: Scene) -> None:
@@ -365,16 +355,6 @@ def held_by_workers(scene: Scene, path: Path) -> list[str]:
     return [
         target for pid in scene.server.worker_pids() for target in descriptors_into(pid, [path.resolve()])
     ]
-
-
-def poll(condition: Callable[[], bool], wait: float = WAIT) -> bool:
-    """True as soon as ``condition()`` is; False after ``wait`` seconds."""
-    deadline = time.monotonic() + wait
-    while not condition():
-        if time.monotonic() > deadline:
-            return False
-        time.sleep(0.05)
-    return True
 
 
 def newest_finished_build(after: int) -> IsoBuild:

@@ -12,6 +12,7 @@ import shutil
 import threading
 import time
 from collections.abc import Callable
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -22,7 +23,8 @@ from django.test import Client
 from isos.models import IsoBuild
 from tests.conftest import close_response, post_json, static_request
 from tests.isoread import read_rr_files, read_rr_tree, require_tool
-from tests.sources import open_descriptor_targets, tree_digest
+from tests.processes import open_descriptor_targets, poll, process_gone
+from tests.sources import tree_digest
 from tests.test_iso_download import EXPECTED_NETWORK_CFG
 
 URL = "/api/5.0/isos"
@@ -76,21 +78,6 @@ def files_of(data: bytes, tmp_path: Path, name: str = "out.iso") -> dict[str, by
     iso_path = tmp_path / name
     iso_path.write_bytes(data)
     return read_rr_files(iso_path)
-
-
-def process_gone(pid: int, wait: float = 5.0) -> bool:
-    """True once ``pid`` no longer runs (a zombie nobody reaped counts as gone)."""
-    deadline = time.monotonic() + wait
-    while True:
-        try:
-            status = Path(f"/proc/{pid}/status").read_text()
-        except FileNotFoundError:
-            return True
-        if "\nState:\tZ" in status:
-            return True
-        if time.monotonic() > deadline:
-            return False
-        time.sleep(0.05)
 
 
 def open_hook_files() -> list[str]:
@@ -291,7 +278,7 @@ sh -c 'echo $$ > "{notes}/foreground.pid"; exec sleep 1000'
     assert 1.5 <= elapsed < 15
     for name in ("hook.pid", "background.pid", "foreground.pid"):
         pid = int((notes / name).read_text())
-        assert process_gone(pid), f"{name}: process {pid} outlived the hook"
+        assert poll(partial(process_gone, pid), wait=5.0), f"{name}: process {pid} outlived the hook"
     build = IsoBuild.objects.get()
     assert "timed out after 1.5 s" in build.detail
     assert "never answers" in build.detail and "never answers" in caplog.text
@@ -310,7 +297,7 @@ echo $! > "{notes}/background.pid"
         + XORRISO_BUILD
     )
     download(operations_client, static_request())
-    assert process_gone(int((notes / "background.pid").read_text()))
+    assert poll(partial(process_gone, int((notes / "background.pid").read_text())), wait=5.0)
     assert list(hook_temp.iterdir()) == []
 
 

@@ -36,13 +36,14 @@ from django.contrib.auth.models import User
 from django.db import connection
 
 from isos.bench.client import Download, fetch, login
-from isos.bench.serving import RssSampler, child_pids, open_write_files
+from isos.bench.serving import RssSampler, open_write_files
 from isos.bench.workloads import make_netinstall, source_checksums
 from isos.management.commands.isobench import request_body
 from isos.models import IsoBuild
 from portal.lockout import LOCKED_OUT_TEXT
 from tests.conftest import PASSWORD, serve_portal
-from tests.sources import open_descriptor_targets, tree_digest
+from tests.processes import open_descriptor_targets, poll
+from tests.sources import tree_digest
 
 # serialized_rollback: the flush between transactional tests would drop the migrated groups.
 pytestmark = pytest.mark.django_db(transaction=True, serialized_rollback=True)
@@ -101,16 +102,6 @@ class Answer:
     payload: Any
     finished: float  # time.perf_counter() when the answer was read
     seconds: float  # from sending the request to reading the answer
-
-
-def worker_pids(master: int) -> list[int]:
-    """The gunicorn master's children (its workers), once all of them have booted."""
-    deadline = time.monotonic() + 30
-    while True:
-        children = child_pids(master)
-        if len(children) == WORKERS or time.monotonic() > deadline:
-            return children
-        time.sleep(0.05)
 
 
 def deleted_open_files(pid: int) -> list[str]:
@@ -443,13 +434,13 @@ def run_round(
 def settled_builds(expected_count: int) -> list[IsoBuild]:
     """The audit records, once every stream is closed (the server closes a stream just
     after its last byte, so the client may finish a moment before the record does)."""
-    deadline = time.monotonic() + 30
-    while True:
-        builds = list(IsoBuild.objects.all())
-        streaming = [build for build in builds if build.outcome == IsoBuild.Outcome.STREAMING]
-        if (not streaming and len(builds) >= expected_count) or time.monotonic() > deadline:
-            return builds
-        time.sleep(0.1)
+
+    def settled() -> bool:
+        streaming = IsoBuild.objects.filter(outcome=IsoBuild.Outcome.STREAMING).exists()
+        return not streaming and IsoBuild.objects.count() >= expected_count
+
+    poll(settled, wait=30)  # the assertions on what is there say what is missing
+    return list(IsoBuild.objects.all())
 
 
 @pytest.fixture
@@ -487,7 +478,7 @@ def test_mixed_load_is_correct_and_memory_stays_flat(
     log = tmp_path / "gunicorn.log"
     with serve_portal(load_location, log, workers=WORKERS, threads=THREADS, env=env) as server:
         url = server.url
-        workers = worker_pids(server.process.pid)
+        workers = server.worker_pids()
         assert len(workers) == WORKERS
         cookies = {name: login(url, name, PASSWORD) for name in ("op", "reader")}
         assert all("mojolicious=" in cookie for cookie in cookies.values()), cookies
@@ -514,7 +505,7 @@ def test_mixed_load_is_correct_and_memory_stays_flat(
         health = requests.get(f"{url}/healthz", timeout=30)
         assert (health.status_code, health.json()["status"]) == (200, "ok")
         # No worker died or was replaced under load (gunicorn would restart one quietly).
-        assert worker_pids(server.process.pid) == workers
+        assert server.worker_pids() == workers
 
     kinds = sum((r.kinds for r in rounds), Counter())
     # The figures (run with -s to see them; pytest shows them on a failure).
