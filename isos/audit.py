@@ -24,6 +24,7 @@ from django.http import HttpRequest
 from django.utils import timezone
 
 from isos.models import IsoBuild
+from portal.json_body import UNSTORABLE
 
 logger = logging.getLogger(__name__)
 request_logger = logging.getLogger("isos.requests")
@@ -32,9 +33,6 @@ request_logger = logging.getLogger("isos.requests")
 STARTED_ATTRIBUTE = "_iso_attempt_started"
 # A value written bare in a log line; anything else is JSON-quoted (spaces, quotes, "=").
 BARE_VALUE = re.compile(r"^[^\s\"'=\\\x00-\x1f\x7f]+$")
-# A NUL (PostgreSQL's text refuses it) or a surrogate (a Python str holds one only unpaired,
-# which cannot be written as UTF-8).
-UNSTORABLE = re.compile("[\x00\ud800-\udfff]")
 
 
 def storable(value: Any) -> Any:

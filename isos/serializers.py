@@ -19,6 +19,7 @@ from typing import Any
 from rest_framework import serializers
 
 from isos.kickstart import IsoRequest
+from portal.json_body import NUL_CHARACTER, unstorable_character
 
 HOST_LABEL = re.compile(r"^(?!-)[A-Za-z0-9-]{1,63}(?<!-)$")
 INTERFACE_NAME = re.compile(r"^[A-Za-z0-9_.-]{1,15}$")
@@ -95,14 +96,13 @@ class RootPassField(RuleField):
     trim = False  # spaces are part of a password
 
     def check(self, text: str) -> str:
-        if "\x00" in text:
+        # The API refuses both before any rule (portal.json_body); the web form can still
+        # bring a NUL, and manage.py generate_iso a surrogate (a non-UTF-8 environment value).
+        problem = unstorable_character(text)
+        if problem == NUL_CHARACTER:
             raise self.fail_with("must not contain NUL characters")
-        try:
-            # The API refuses an unpaired surrogate before any rule (portal.json_body);
-            # manage.py generate_iso can still bring one (a non-UTF-8 environment value).
-            text.encode("utf-8")
-        except UnicodeEncodeError:
-            raise self.fail_with("must be valid Unicode text (no unpaired surrogates)") from None
+        if problem is not None:
+            raise self.fail_with("must be valid Unicode text (no unpaired surrogates)")
         return text
 
 

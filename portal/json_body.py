@@ -12,12 +12,18 @@ value: a NUL character (PostgreSQL's text refuses it) and an unpaired UTF-16 sur
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 from django.http import QueryDict
 from rest_framework.request import Request
 
 from portal.alerts import decoding_error
+
+# A NUL (PostgreSQL's text refuses it) or a surrogate (a Python str holds one only unpaired:
+# JSON decoding joins pairs; it has no UTF-8 form).
+UNSTORABLE = re.compile("[\x00\ud800-\udfff]")
+NUL_CHARACTER = "a NUL character"
 
 JSON_TYPE_NAMES = {
     type(None): "null",
@@ -44,16 +50,17 @@ def json_object(request: Request) -> dict[str, Any]:
     return data
 
 
+def unstorable_character(text: str) -> str | None:
+    """What in ``text`` no database column or file can hold, in words, or None."""
+    if "\x00" in text:
+        return NUL_CHARACTER
+    return "an unpaired UTF-16 surrogate" if UNSTORABLE.search(text) else None
+
+
 def unusable_text(value: Any) -> str | None:
     """What makes a string in ``value`` (keys included, at any depth) unusable, or None."""
     if isinstance(value, str):
-        if "\x00" in value:
-            return "a NUL character"
-        try:
-            value.encode("utf-8")
-        except UnicodeEncodeError:
-            return "an unpaired UTF-16 surrogate"
-        return None
+        return unstorable_character(value)
     if isinstance(value, dict):
         items = [*value.keys(), *value.values()]
     elif isinstance(value, list):
