@@ -214,9 +214,8 @@ def test_every_operation_without_a_session(portal_schema: BaseSchema, fuzz_porta
 
 def test_an_iso_download_conforms(portal_schema: BaseSchema, fuzz_portal: FuzzPortal) -> None:
     """The 200 stream itself, from each source: declared type and headers, every byte sent."""
-    operation = portal_schema["/api/{version}/isos"]["POST"]
     for source in CATALOG.values():
-        case = operation.Case(path_parameters={"version": "5.0"}, body=static_request(osversionDir=source))
+        case = iso_case(portal_schema, osversionDir=source)
         response = case.call_and_validate(cookies={COOKIE: fuzz_portal.session_id}, checks=CHECKS)
         assert response.status_code == 200
         assert response.headers["content-type"] == ["application/download"]
