@@ -1,4 +1,4 @@
-"""``POST isos``: validate, render the host's files, and stream the ISO.
+"""The Traffic Ops ISO routes: ``GET osversions``, and ``POST isos`` (the ISO, streamed).
 
 The road (DESIGN.md): session → ISO:GENERATE + ISO:READ → serializer rules → the
 user's OS versions → kickstart files → builder layout → ``StreamingHttpResponse`` with
@@ -10,13 +10,14 @@ it, a failure cuts the stream short.
 
 from __future__ import annotations
 
+import logging
 from typing import Any, NoReturn
 
 from django.http import HttpResponseBase
 from django.utils.decorators import method_decorator
 from django.views.decorators.debug import sensitive_post_parameters, sensitive_variables
-from drf_spectacular.utils import extend_schema
-from rest_framework import status
+from drf_spectacular.utils import extend_schema, inline_serializer
+from rest_framework import serializers, status
 from rest_framework.renderers import JSONRenderer
 from rest_framework.request import Request
 from rest_framework.response import Response
@@ -25,13 +26,17 @@ from rest_framework.views import APIView
 
 from isos.audit import record_attempt
 from isos.generation import GenerationFailed, catalog_for_attempt, checked_request, iso_download_response
-from isos.models import PERMISSION_LABELS, IsoBuild
+from isos.models import PERMISSION_LABELS, READ_ISO, IsoBuild
 from isos.openapi import ISO_SCHEMA
 from isos.renderers import BINARY_RENDERERS, IsoFormBrowsableAPIRenderer
 from isos.serializers import IsoRequestSerializer
-from portal.alerts import INTERNAL_ERROR_TEXT, alert_response, alerts_body
-from portal.json_body import json_object
-from portal.permissions import requires_permissions
+from osversions.catalog import CatalogError, usable_catalog
+from portal.trafficops.alerts import INTERNAL_ERROR_TEXT, alert_response, alerts_body
+from portal.trafficops.json_body import json_object
+from portal.trafficops.openapi import INTERNAL_ERROR, UNAUTHORIZED, forbidden, schema_common
+from portal.trafficops.permissions import requires_permissions
+
+logger = logging.getLogger(__name__)
 
 # Set on the Django request once its refusal is audited: the browsable API checks the
 # permissions a second time to decide whether to draw its form.
@@ -91,3 +96,35 @@ class GenerateIsoView(APIView):
         except GenerationFailed:
             # The reason is in the log and the audit record, never in the response.
             return alert_response(status.HTTP_500_INTERNAL_SERVER_ERROR, INTERNAL_ERROR_TEXT)
+
+
+class OsVersionsView(APIView):
+    """``{"response": {"<display name>": "<directory>", ...}}``."""
+
+    permission_classes = [requires_permissions({READ_ISO: PERMISSION_LABELS[READ_ISO]})]
+
+    @extend_schema(
+        summary="The ISO sources this user may generate from",
+        responses={
+            200: inline_serializer(
+                "OsVersions",
+                {
+                    "response": serializers.DictField(
+                        child=serializers.CharField(),
+                        help_text='Display name to directory, e.g. {"CentOS 7.2": "centos72"}.',
+                    )
+                },
+            ),
+            401: UNAUTHORIZED,
+            403: forbidden("ISO:READ"),
+            500: INTERNAL_ERROR,
+        },
+        **schema_common(),
+    )
+    def get(self, request: Request, version: str) -> Response:
+        try:
+            catalog = usable_catalog(request.user)
+        except CatalogError as error:
+            logger.error("GET osversions: %s", error)
+            return alert_response(status.HTTP_500_INTERNAL_SERVER_ERROR, INTERNAL_ERROR_TEXT)
+        return Response({"response": catalog})

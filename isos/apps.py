@@ -29,7 +29,7 @@ class IsosConfig(AppConfig):
     def ready(self) -> None:
         from django.conf import settings
 
-        from isos.layout_cache import layout_cache
+        from isos.engine.layout_cache import layout_cache
 
         layout_cache.configure(
             max_entries=settings.ISO_LAYOUT_CACHE_ENTRIES,

@@ -24,7 +24,7 @@ from django.http import HttpRequest
 from django.utils import timezone
 
 from isos.models import IsoBuild
-from portal.json_body import UNSTORABLE
+from portal.trafficops.json_body import UNSTORABLE
 
 logger = logging.getLogger(__name__)
 request_logger = logging.getLogger("isos.requests")
@@ -38,7 +38,7 @@ BARE_VALUE = re.compile(r"^[^\s\"'=\\\x00-\x1f\x7f]+$")
 def storable(value: Any) -> Any:
     """``value`` with every string made storable in any database's text or JSON column.
 
-    The API refuses NUL characters and unpaired surrogates before any rule (portal.json_body),
+    The API refuses NUL characters and unpaired surrogates before any rule (portal.trafficops.json_body),
     but a web form or a script may still bring them, and a refusal must be recorded all the
     same: each such character becomes U+FFFD.
     """

@@ -19,10 +19,10 @@ from django.http import HttpRequest, StreamingHttpResponse
 from django.views.decorators.debug import sensitive_variables
 
 from isos.audit import STARTED_ATTRIBUTE, AuditedStream, mark_attempt_started, record_attempt
-from isos.builder import IsoImage, SourceError, describe_boot
-from isos.hook import BUILT_BY_HOOK, HookError, HookIso, find_generate_hook, run_generate_hook
+from isos.engine.builder import IsoImage, SourceError, describe_boot
+from isos.engine.hook import BUILT_BY_HOOK, HookError, HookIso, find_generate_hook, run_generate_hook
+from isos.engine.layout_cache import layout_cache
 from isos.kickstart import IsoRequest, nameservers_from_resolv_conf, render_ks_scripts
-from isos.layout_cache import layout_cache
 from isos.models import IsoBuild
 from isos.serializers import IsoRequestSerializer
 from osversions.catalog import (

@@ -15,7 +15,7 @@ from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiParameter, OpenApiResponse
 
 from isos.serializers import FIELD_ATTRIBUTES, MTU_RANGE, REQUIRED_FIELDS, IsoRequestSerializer, RuleField
-from portal.openapi import INTERNAL_ERROR, UNAUTHORIZED, alerts, forbidden, schema_common
+from portal.trafficops.openapi import INTERNAL_ERROR, UNAUTHORIZED, alerts, forbidden, schema_common
 
 LOOSE_TYPES: dict[str, dict[str, Any]] = {
     "dhcp": {

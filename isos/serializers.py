@@ -19,7 +19,7 @@ from typing import Any
 from rest_framework import serializers
 
 from isos.kickstart import IsoRequest
-from portal.json_body import NUL_CHARACTER, unstorable_character
+from portal.trafficops.json_body import NUL_CHARACTER, unstorable_character
 
 HOST_LABEL = re.compile(r"^(?!-)[A-Za-z0-9-]{1,63}(?<!-)$")
 INTERFACE_NAME = re.compile(r"^[A-Za-z0-9_.-]{1,15}$")
@@ -96,7 +96,7 @@ class RootPassField(RuleField):
     trim = False  # spaces are part of a password
 
     def check(self, text: str) -> str:
-        # The API refuses both before any rule (portal.json_body); the web form can still
+        # The API refuses both before any rule (portal.trafficops.json_body); the web form can still
         # bring a NUL, and manage.py generate_iso a surrogate (a non-UTF-8 environment value).
         problem = unstorable_character(text)
         if problem == NUL_CHARACTER:

@@ -26,7 +26,7 @@ from isos.models import PERMISSION_LABELS, IsoBuild
 from isos.web_form import GenerateForm
 from osversions.catalog import CatalogError, usable_catalog
 from osversions.models import OsVersion
-from portal.permissions import missing_permission_labels, missing_permissions_message
+from portal.trafficops.permissions import missing_permission_labels, missing_permissions_message
 
 logger = logging.getLogger(__name__)
 

@@ -71,6 +71,9 @@ INSTALLED_APPS = [
     "osversions",
     "isos",
 ]
+# A checkout (not the wheel) also has the development tools: manage.py isobench.
+if (BASE_DIR / "tests" / "bench" / "apps.py").is_file():
+    INSTALLED_APPS.append("tests.bench")
 
 MIDDLEWARE = [
     "django.middleware.security.SecurityMiddleware",
@@ -85,7 +88,7 @@ MIDDLEWARE = [
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
     # Content-Security-Policy on every answer (settings: CONTENT_SECURITY_POLICY below).
     "csp.middleware.CSPMiddleware",
-    # Last: turns a lockout found during authenticate() into the 429 answer (portal.lockout).
+    # Last: turns a lockout found during authenticate() into the 429 answer (portal.trafficops.lockout).
     "axes.middleware.AxesMiddleware",
 ]
 
@@ -139,7 +142,7 @@ AXES_FAILURE_LIMIT = int(os.environ.get("LOGIN_FAILURE_LIMIT", "5"))
 AXES_COOLOFF_TIME = timedelta(minutes=float(os.environ.get("LOGIN_COOLOFF_MINUTES", "15")))
 AXES_LOCKOUT_PARAMETERS = [["username", "ip_address"]]
 AXES_RESET_ON_SUCCESS = True
-AXES_LOCKOUT_CALLABLE = "portal.lockout.lockout_response"
+AXES_LOCKOUT_CALLABLE = "portal.trafficops.lockout.lockout_response"
 # Masked wherever axes logs or stores request data: the web form's and the API's password
 # fields (and an ISO request's root password, should one ever reach it).
 AXES_SENSITIVE_PARAMETERS = ["username", "ip_address", "password", "p", "rootPass"]
@@ -215,7 +218,7 @@ if env_bool("TRUST_X_FORWARDED_PROTO", False):
     SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
 
 REST_FRAMEWORK = {
-    "DEFAULT_AUTHENTICATION_CLASSES": ["portal.authentication.TrafficOpsSessionAuthentication"],
+    "DEFAULT_AUTHENTICATION_CLASSES": ["portal.trafficops.authentication.TrafficOpsSessionAuthentication"],
     "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAuthenticated"],
     "DEFAULT_RENDERER_CLASSES": [
         "rest_framework.renderers.JSONRenderer",
@@ -226,7 +229,7 @@ REST_FRAMEWORK = {
         "rest_framework.parsers.FormParser",
         "rest_framework.parsers.MultiPartParser",
     ],
-    "EXCEPTION_HANDLER": "portal.alerts.alert_exception_handler",
+    "EXCEPTION_HANDLER": "portal.trafficops.alerts.alert_exception_handler",
     "UNAUTHENTICATED_USER": "django.contrib.auth.models.AnonymousUser",
     "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
 }
@@ -248,8 +251,8 @@ SPECTACULAR_SETTINGS = {
     "REDOC_DIST": "SIDECAR",
     "POSTPROCESSING_HOOKS": [
         "drf_spectacular.hooks.postprocess_schema_enums",
-        "portal.openapi.without_trailing_slash",
-        "portal.openapi.every_operation_may_be_not_found",
+        "portal.trafficops.openapi.without_trailing_slash",
+        "portal.trafficops.openapi.every_operation_may_be_not_found",
     ],
 }
 

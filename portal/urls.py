@@ -1,7 +1,7 @@
 """The portal's routes: the Traffic Ops API under every supported version, the pages, the admin.
 
 A portal that already exists plugs the apps in the same way: include
-``osversions.urls.api_urlpatterns`` and ``isos.urls.api_urlpatterns`` under its API prefix,
+``isos.urls.api_urlpatterns`` under its API prefix,
 and ``isos.web_urls`` where its pages live.
 """
 
@@ -11,10 +11,9 @@ from django.urls import include, path, re_path
 from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerSplitView
 
 from isos.urls import api_urlpatterns as isos_api
-from osversions.urls import api_urlpatterns as osversions_api
 from portal import views
-from portal.auth_api import LoginView, LogoutView
 from portal.health import healthz
+from portal.trafficops.auth_api import LoginView, LogoutView
 
 # Traffic Ops clients pick a version; the Python client defaults to 4.1.
 API_VERSIONS = ("3.0", "4.0", "4.1", "5.0")
@@ -23,7 +22,6 @@ API_PREFIX = r"^api/(?P<version>" + "|".join(v.replace(".", r"\.") for v in API_
 api_urlpatterns = [
     re_path(r"^user/login/?$", LoginView.as_view(), name="user-login"),
     re_path(r"^user/logout/?$", LogoutView.as_view(), name="user-logout"),
-    *osversions_api,
     *isos_api,
 ]
 

@@ -16,7 +16,7 @@ from django.shortcuts import render
 from django.views.defaults import page_not_found
 from django.views.defaults import server_error as server_error_page
 
-from portal.alerts import INTERNAL_ERROR_TEXT, NOT_FOUND_TEXT, plain_alert_response
+from portal.trafficops.alerts import INTERNAL_ERROR_TEXT, NOT_FOUND_TEXT, plain_alert_response
 
 
 def is_api_path(request: HttpRequest) -> bool:

@@ -24,9 +24,9 @@ from django.db import connection
 from django.test import Client
 from guardian.shortcuts import assign_perm
 
-from isos.bench.serving import child_pids, free_port, wait_for_port
 from osversions.catalog import sync_catalog
 from osversions.models import OsVersion
+from tests.bench.serving import child_pids, free_port, wait_for_port
 from tests.processes import poll
 from tests.sources import make_source_tree
 

@@ -1,4 +1,4 @@
-"""isos.builder: layout, names, booting, and the disk-order stream (no Django, no database).
+"""isos.engine.builder: layout, names, booting, and the disk-order stream (no Django, no database).
 
 The stream is checked byte for byte against pycdlib's own write_fp() of the same image,
 and the images are read back through pycdlib and through isoinfo, xorriso and bsdtar.
@@ -24,7 +24,7 @@ import pycdlib
 import pycdlib.headervd
 import pytest
 
-from isos.builder import IsoImage, SourceError, StreamError, build_iso, describe_boot
+from isos.engine.builder import IsoImage, SourceError, StreamError, build_iso, describe_boot
 from tests.isoread import (
     TOOLS,
     boot_info_checksum,

@@ -1,4 +1,4 @@
-"""isos.builder booting: UEFI El Torito, hybrid MBR and GPT, and the source's settings file.
+"""isos.engine.builder booting: UEFI El Torito, hybrid MBR and GPT, and the source's settings file.
 
 Images are read back raw (the boot catalog, the MBR, both GPTs) and through xorriso's
 ``-report_el_torito`` and ``-report_system_area``, which flag a broken partition table;
@@ -21,10 +21,10 @@ import pycdlib
 import pycdlib.headervd
 import pytest
 
-from isos.boot_plan import EFI_IMAGE_MAX
-from isos.builder import IsoImage, SourceError, build_iso, describe_boot, make_layout_template
-from isos.layout_cache import LayoutCache
-from isos.layout_process import make_layout_template_in_child
+from isos.engine.boot_plan import EFI_IMAGE_MAX
+from isos.engine.builder import IsoImage, SourceError, build_iso, describe_boot, make_layout_template
+from isos.engine.layout_cache import LayoutCache
+from isos.engine.layout_process import make_layout_template_in_child
 from tests.isoread import SECTOR, eltorito_entries, read_rr_files, require_tool
 from tests.sources import SYSTEM_ISOLINUX_BIN, make_source_tree, pseudo_random_bytes
 from tests.test_layout_cache import assert_same_layout_shape

@@ -44,8 +44,8 @@ import pytest
 import requests
 from django.contrib.auth.models import User
 
-from isos.bench.serving import child_pids
 from isos.models import IsoBuild
+from tests.bench.serving import child_pids
 from tests.conftest import CATALOG, PortalServer, serve_portal, static_request
 from tests.processes import open_descriptor_targets, poll, process_gone
 from tests.sources import make_source_tree, pseudo_random_bytes

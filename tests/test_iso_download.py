@@ -17,7 +17,7 @@ import pytest
 from django.test import Client
 from passlib.hash import sha512_crypt
 
-from isos.builder import build_iso
+from isos.engine.builder import build_iso
 from isos.models import IsoBuild
 from tests.conftest import close_response, post_json, static_request
 from tests.isoread import read_rr_files

@@ -8,9 +8,9 @@ from pathlib import Path
 
 import pytest
 
-from isos.builder import LayoutTemplate, SourceError, StreamError, build_iso, make_layout_template
-from isos.layout_cache import LayoutCache, source_fingerprint
-from isos.layout_process import make_layout_template_in_child
+from isos.engine.builder import LayoutTemplate, SourceError, StreamError, build_iso, make_layout_template
+from isos.engine.layout_cache import LayoutCache, source_fingerprint
+from isos.engine.layout_process import make_layout_template_in_child
 from tests.sources import make_source_tree
 
 EXTRAS = {

@@ -35,12 +35,12 @@ import requests
 from django.contrib.auth.models import User
 from django.db import connection
 
-from isos.bench.client import Download, fetch, login
-from isos.bench.serving import RssSampler, open_write_files
-from isos.bench.workloads import make_netinstall, source_checksums
-from isos.management.commands.isobench import request_body
 from isos.models import IsoBuild
-from portal.lockout import LOCKED_OUT_TEXT
+from portal.trafficops.lockout import LOCKED_OUT_TEXT
+from tests.bench.client import Download, fetch, login
+from tests.bench.management.commands.isobench import request_body
+from tests.bench.serving import RssSampler, open_write_files
+from tests.bench.workloads import make_netinstall, source_checksums
 from tests.conftest import PASSWORD, serve_portal
 from tests.processes import open_descriptor_targets, poll
 from tests.sources import tree_digest

@@ -19,7 +19,7 @@ from django.conf import settings
 from django.contrib.auth.models import User
 from django.test import Client
 
-from portal.lockout import LOCKED_OUT_TEXT
+from portal.trafficops.lockout import LOCKED_OUT_TEXT
 from tests.conftest import PASSWORD, post_json
 
 LOGIN = "/api/5.0/user/login"

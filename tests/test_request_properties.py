@@ -682,7 +682,7 @@ def test_any_body_posted_is_a_400_alert_or_an_iso_whose_files_parse_back(
 
 # ---- a bug once found here, mended --------------------------------------------------------------
 
-# The API refuses these before any rule (portal.json_body), but the serializer is also reached
+# The API refuses these before any rule (portal.trafficops.json_body), but the serializer is also reached
 # from ``manage.py generate_iso``, whose --root-pass-env hands over a non-UTF-8 environment
 # value as a lone surrogate (os.environ's surrogateescape): it once reached the hashing.
 

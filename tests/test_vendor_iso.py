@@ -23,8 +23,8 @@ from typing import Any
 import pytest
 from django.test import Client
 
-from isos.builder import SourceError, StreamError, build_iso, describe_boot, make_layout_template
-from isos.layout_cache import LayoutCache
+from isos.engine.builder import SourceError, StreamError, build_iso, describe_boot, make_layout_template
+from isos.engine.layout_cache import LayoutCache
 from osversions.catalog import CatalogError, resolve_source
 from tests.bootkit import BootkitUnavailable, bootkit_tree
 from tests.conftest import post_json, static_request

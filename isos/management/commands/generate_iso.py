@@ -31,7 +31,7 @@ from isos.audit import AuditedStream, record_attempt
 from isos.generation import GenerationFailed, catalog_for_attempt, checked_request, open_iso_stream
 from isos.models import PERMISSION_LABELS, IsoBuild
 from isos.serializers import FIELD_ATTRIBUTES
-from portal.permissions import missing_permission_labels, missing_permissions_message
+from portal.trafficops.permissions import missing_permission_labels, missing_permissions_message
 
 REFUSED = 2
 FAILED = 1

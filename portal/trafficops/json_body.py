@@ -18,7 +18,7 @@ from typing import Any
 from django.http import QueryDict
 from rest_framework.request import Request
 
-from portal.alerts import decoding_error
+from portal.trafficops.alerts import decoding_error
 
 # A NUL (PostgreSQL's text refuses it) or a surrogate (a Python str holds one only unpaired:
 # JSON decoding joins pairs; it has no UTF-8 form).

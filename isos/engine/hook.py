@@ -41,7 +41,7 @@ from collections.abc import Generator, Iterator, Mapping
 from pathlib import Path, PurePosixPath
 from typing import BinaryIO
 
-from isos.boot_plan import BIOS_BOOT_FILE, EFI_IMAGES, BootSettingsError, read_settings
+from isos.engine.boot_plan import BIOS_BOOT_FILE, EFI_IMAGES, BootSettingsError, read_settings
 
 logger = logging.getLogger(__name__)
 
@@ -50,7 +50,7 @@ HOOK_FILE_NAME = "generate"
 BUILT_BY_HOOK = "ISO made by the source's generate hook"
 # The hook's whole PATH: no trace of the server's own environment.
 HOOK_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
-# The settings of isoportal.json that name boot images (isos.boot_plan).
+# The settings of isoportal.json that name boot images (isos.engine.boot_plan).
 BOOT_IMAGE_SETTINGS = ("bios_boot_file", "efi_image")
 TEMP_PREFIX = "iso-hook-"
 STDERR_TAIL_LINES = 20

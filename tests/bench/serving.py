@@ -22,7 +22,7 @@ from typing import Any
 from django.conf import settings
 
 BENCH_USER = "bench"
-BENCH_PASSWORD = "bench-password"  # noqa: S105 - a throwaway user in a throwaway database
+BENCH_PASSWORD = "bench-password"
 CREATE_USER = (
     "import django; django.setup()\n"
     "from django.contrib.auth.models import Group, User\n"
@@ -128,7 +128,7 @@ def start_portal(workdir: Path, kickstart: Path, threads: int) -> Gunicorn:
 
 
 def start_file_server(workdir: Path) -> Gunicorn:
-    return Gunicorn("isos.bench.serving:file_application", {"ISOBENCH_FILES": str(workdir)}, workdir, 4)
+    return Gunicorn("tests.bench.serving:file_application", {"ISOBENCH_FILES": str(workdir)}, workdir, 4)
 
 
 def file_application(environ: dict[str, Any], start_response: Any) -> Iterable[bytes]:

@@ -14,7 +14,7 @@ from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiExample, OpenApiParameter, OpenApiResponse, inline_serializer
 from rest_framework import serializers
 
-from portal.alerts import NOT_FOUND_TEXT
+from portal.trafficops.alerts import NOT_FOUND_TEXT
 
 API_VERSIONS = ("3.0", "4.0", "4.1", "5.0")
 
@@ -107,7 +107,7 @@ def schema_common() -> dict[str, Any]:
 class SessionCookieScheme(OpenApiAuthenticationExtension):  # type: ignore[no-untyped-call]
     """The session cookie that POST user/login sets (named like Traffic Ops' by default)."""
 
-    target_class = "portal.authentication.TrafficOpsSessionAuthentication"
+    target_class = "portal.trafficops.authentication.TrafficOpsSessionAuthentication"
     name = "sessionCookie"
 
     def get_security_definition(self, auto_schema: Any) -> dict[str, str]:

@@ -20,9 +20,9 @@ from typing import Any
 
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
-from isos.bench import references
-from isos.bench.client import Download, fetch, login
-from isos.bench.serving import (
+from tests.bench import references
+from tests.bench.client import Download, fetch, login
+from tests.bench.serving import (
     BENCH_PASSWORD,
     BENCH_USER,
     RssSampler,
@@ -30,7 +30,7 @@ from isos.bench.serving import (
     start_file_server,
     start_portal,
 )
-from isos.bench.workloads import MAKERS, WORKLOADS, make_netinstall, source_checksums
+from tests.bench.workloads import MAKERS, WORKLOADS, make_netinstall, source_checksums
 
 MB = 1_000_000
 FIRST_BYTE_TARGET = {"netinstall": 0.050, "many-files": 0.100}

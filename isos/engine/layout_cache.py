@@ -2,7 +2,7 @@
 
 pycdlib takes most of a second to lay out a tree of 10,000 files, yet only the five
 small ``ks_scripts`` files change from one request to the next. The cache keeps one
-:class:`~isos.builder.LayoutTemplate` per source (and set of extra file names), and each
+:class:`~isos.engine.builder.LayoutTemplate` per source (and set of extra file names), and each
 request only fills in its own files.
 
 When is a template stale? Its layout depends on the tree's names, types, sizes, modes,
@@ -35,9 +35,9 @@ from collections import OrderedDict
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 
-from isos.boot_plan import content_inputs
-from isos.builder import IsoImage, LayoutTemplate, build_iso, is_vendor_iso
-from isos.layout_process import make_layout_template_in_child
+from isos.engine.boot_plan import content_inputs
+from isos.engine.builder import IsoImage, LayoutTemplate, build_iso, is_vendor_iso
+from isos.engine.layout_process import make_layout_template_in_child
 
 DEFAULT_MAX_ENTRIES = 8
 DEFAULT_MAX_BYTES = 64 << 20
@@ -138,7 +138,7 @@ class LayoutCache:
         volume_id: str = "CDROM",
         chunk_size: int | None = None,
     ) -> IsoImage:
-        """Like :func:`isos.builder.build_iso`, from a cached layout when one fits.
+        """Like :func:`isos.engine.builder.build_iso`, from a cached layout when one fits.
 
         Extra files that do not fit a template (empty, or over one block) fall back to a
         full build, as does a source that cannot be fingerprinted (build_iso() then

@@ -14,7 +14,7 @@ from axes.helpers import get_cool_off
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import render
 
-from portal.alerts import plain_alert_response
+from portal.trafficops.alerts import plain_alert_response
 
 LOCKED_OUT_TEXT = "too many failed login attempts; try again later"
 

@@ -18,10 +18,10 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from portal.alerts import alert_response
-from portal.authentication import check_script_request
-from portal.json_body import json_object
-from portal.openapi import UNAUTHORIZED, alerts, schema_common
+from portal.trafficops.alerts import alert_response
+from portal.trafficops.authentication import check_script_request
+from portal.trafficops.json_body import json_object
+from portal.trafficops.openapi import UNAUTHORIZED, alerts, schema_common
 
 logger = logging.getLogger(__name__)
 
@@ -77,7 +77,7 @@ class LogoutView(APIView):
     """POST user/logout: end the session."""
 
     permission_classes = [IsAuthenticated]
-    # Sent with no body, hence no JSON content type (portal.authentication).
+    # Sent with no body, hence no JSON content type (portal.trafficops.authentication).
     csrf_token_exempt = True
 
     @extend_schema(

@@ -2,7 +2,7 @@
 
 http.client from the standard library, one connection per download, the body read with
 ``readinto`` into one reused 1 MiB buffer; optionally every byte goes through a
-:class:`~isos.bench.verify.StreamVerifier`.
+:class:`~tests.bench.verify.StreamVerifier`.
 """
 
 from __future__ import annotations
@@ -15,7 +15,7 @@ from http.cookies import SimpleCookie
 from typing import Any
 from urllib.parse import urlsplit
 
-from isos.bench.verify import StreamVerifier
+from tests.bench.verify import StreamVerifier
 
 CHUNK = 1 << 20
 

@@ -2,7 +2,7 @@
 
 This module owns turning "a source directory plus a few in-memory files" into the bytes
 of an ISO9660 image (interchange level 3, Rock Ridge 1.09, Joliet level 3; El Torito
-entries for BIOS and UEFI and a hybrid MBR and GPT as :mod:`isos.boot_plan` decides):
+entries for BIOS and UEFI and a hybrid MBR and GPT as :mod:`isos.engine.boot_plan` decides):
 
 - mapping real file names to ISO9660 and Joliet names (Rock Ridge keeps the real name),
 - laying the image out with pycdlib (which only stats the source files),
@@ -44,7 +44,7 @@ from typing import Any, BinaryIO, Final, Literal, cast
 import pycdlib
 from pycdlib.pycdlibexception import PyCdlibException
 
-from isos.boot_plan import (
+from isos.engine.boot_plan import (
     BIOS_BOOT_CATALOG,
     BIOS_BOOT_FILE,
     HEAD_BYTES,
@@ -236,7 +236,7 @@ def _lookup(top: _Entry, rel: str) -> _Entry | None:
 
 
 def _tree_probe(top: _Entry) -> Probe:
-    """What :func:`isos.boot_plan.resolve_boot` needs to know of the scanned tree."""
+    """What :func:`isos.engine.boot_plan.resolve_boot` needs to know of the scanned tree."""
 
     def probe(rel: str) -> Found | None:
         entry = _lookup(top, rel)
@@ -1542,7 +1542,7 @@ def describe_boot(source_dir: os.PathLike[str] | str) -> str:
 
     For text that must go into the ISO itself (``ks_scripts/state.out``), e.g.
     ``BIOS El Torito: isolinux/isolinux.bin; UEFI El Torito: images/efiboot.img; hybrid
-    MBR+GPT``. Same rules as the build (:mod:`isos.boot_plan`): boot files are found
+    MBR+GPT``. Same rules as the build (:mod:`isos.engine.boot_plan`): boot files are found
     through real directories, never through symlinks. Extra files are not considered;
     an unreadable boot file simply reads as absent here (``build_iso()`` then says why).
     Raises SourceError for a settings file the build would refuse too.

@@ -16,10 +16,9 @@ import zlib
 from dataclasses import dataclass
 from pathlib import Path
 
-from isos.builder import BOOT_FILE
+from isos.engine.builder import BOOT_FILE
 
 # Seeded, not secure, on purpose: the same trees every run.
-# ruff: noqa: S311
 
 MiB = 1 << 20
 DEBIAN_ISOLINUX = Path("/usr/lib/ISOLINUX/isolinux.bin")

@@ -3,10 +3,10 @@
 pycdlib builds a Python object per record: laying out 10,000 files takes some 60 MB,
 which a long-lived worker would keep (freed Python memory rarely goes back to the
 system). The child lays the tree out, sends back the finished
-:class:`~isos.builder.LayoutTemplate` (a few MB: the rendered metadata and the plan), and
+:class:`~isos.engine.builder.LayoutTemplate` (a few MB: the rendered metadata and the plan), and
 exits, returning all of it. Costs a Python start (about 0.15 s) on a cache miss only.
 
-Run as ``python -m isos.layout_process`` with a JSON request on stdin; it answers with a
+Run as ``python -m isos.engine.layout_process`` with a JSON request on stdin; it answers with a
 pickle on stdout: ``("ok", template)`` or ``("error", exception)``. Only this module
 starts it, with arguments it made itself, so unpickling the answer is safe.
 """
@@ -20,7 +20,7 @@ import subprocess
 import sys
 from collections.abc import Sequence
 
-from isos.builder import LayoutTemplate, SourceError, make_layout_template
+from isos.engine.builder import LayoutTemplate, SourceError, make_layout_template
 
 
 def make_layout_template_in_child(
@@ -30,7 +30,7 @@ def make_layout_template_in_child(
     request = json.dumps({"source": source_dir, "names": list(extra_names), "volume_id": volume_id})
     project = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
     child = subprocess.run(
-        [sys.executable, "-m", "isos.layout_process"],
+        [sys.executable, "-m", "isos.engine.layout_process"],
         input=request.encode(),
         capture_output=True,
         cwd=project,
