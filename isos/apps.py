@@ -29,6 +29,7 @@ class IsosConfig(AppConfig):
     def ready(self) -> None:
         from django.conf import settings
 
+        from isos import checks  # noqa: F401  (registers the checks)
         from isos.engine.layout_cache import layout_cache
 
         layout_cache.configure(

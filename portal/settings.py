@@ -1,14 +1,12 @@
-"""Settings of the portal, read from the environment.
+"""Settings of the portal, read strictly from the environment (portal.environment).
 
 Every value an operator may change comes from an environment variable, with a default
-that is safe on a laptop: SQLite in the project folder, DEBUG off, the sample kickstart
-files that ``manage.py demo`` makes. The README lists every variable.
+that is safe on a laptop; docs/operations.md lists every variable. Importing this module
+writes nothing: the data directory is made by ``manage.py demo`` or by the operator.
 """
 
 from __future__ import annotations
 
-import os
-import secrets
 import warnings
 from datetime import timedelta
 from pathlib import Path
@@ -16,39 +14,38 @@ from pathlib import Path
 import dj_database_url
 from csp.constants import NONCE
 
+from isos.engine.boot_plan import VOLUME_ID, VOLUME_ID_RULE
+from isos.passwords import HASH_SCHEMES
+from portal.environment import (
+    env_bool,
+    env_choice,
+    env_float,
+    env_int,
+    env_list,
+    env_matching,
+    env_path,
+    env_str,
+)
+from portal.laptop_key import read_laptop_key
+
 BASE_DIR = Path(__file__).resolve().parent.parent
+# A checkout (manage.py beside the packages) rather than an installed wheel.
+CHECKOUT = (BASE_DIR / "manage.py").is_file()
 
 
-def env_bool(name: str, default: bool) -> bool:
-    """An on/off variable: 1/true/yes/on (any case) mean on."""
-    value = os.environ.get(name)
-    if value is None or value.strip() == "":
-        return default
-    return value.strip().lower() in {"1", "true", "yes", "on"}
+def default_data_dir() -> Path:
+    """The checkout's folder, or the user's data folder for an installed wheel."""
+    if CHECKOUT:
+        return BASE_DIR
+    return env_path("XDG_DATA_HOME", Path.home() / ".local" / "share") / "iso-portal"
 
 
-def env_list(name: str, default: list[str]) -> list[str]:
-    """A comma-separated variable, blanks dropped."""
-    value = os.environ.get(name)
-    if value is None:
-        return default
-    return [item.strip() for item in value.split(",") if item.strip()]
+# The SQLite database, the sample kickstart files and a laptop's secret key live here.
+DATA_DIR = env_path("PORTAL_DATA_DIR", default_data_dir())
 
-
-def laptop_secret_key() -> str:
-    """A key kept in a private file beside the project, made once.
-
-    Production sets SECRET_KEY (and must, with several app servers); a laptop should
-    not need to, yet sessions must survive a restart of the dev server.
-    """
-    key_file = BASE_DIR / ".secret_key"
-    if not key_file.exists():
-        key_file.touch(mode=0o600)
-        key_file.write_text(secrets.token_urlsafe(50))
-    return key_file.read_text().strip()
-
-
-SECRET_KEY = os.environ.get("SECRET_KEY") or laptop_secret_key()
+# Required in production (the same on every server). Without it, the key ``manage.py
+# demo`` keeps in DATA_DIR; with neither, ``manage.py check`` says what to do (portal.checks).
+SECRET_KEY = env_str("SECRET_KEY", "") or read_laptop_key(DATA_DIR)
 DEBUG = env_bool("DEBUG", False)
 ALLOWED_HOSTS = env_list("ALLOWED_HOSTS", ["localhost", "127.0.0.1", "[::1]"])
 CSRF_TRUSTED_ORIGINS = env_list("CSRF_TRUSTED_ORIGINS", [])
@@ -72,7 +69,7 @@ INSTALLED_APPS = [
     "isos",
 ]
 # A checkout (not the wheel) also has the development tools: manage.py isobench.
-if (BASE_DIR / "tests" / "bench" / "apps.py").is_file():
+if CHECKOUT:
     INSTALLED_APPS.append("tests.bench")
 
 MIDDLEWARE = [
@@ -98,7 +95,9 @@ WSGI_APPLICATION = "portal.wsgi.application"
 TEMPLATES = [
     {
         "BACKEND": "django.template.backends.django.DjangoTemplates",
-        "DIRS": [BASE_DIR / "templates"],
+        # The host's pages: templates/ in a checkout; in the wheel they ship as portal/templates,
+        # which APP_DIRS finds.
+        "DIRS": [BASE_DIR / "templates"] if CHECKOUT else [],
         "APP_DIRS": True,
         "OPTIONS": {
             "context_processors": [
@@ -112,8 +111,8 @@ TEMPLATES = [
 
 DATABASES = {
     "default": dj_database_url.parse(
-        os.environ.get("DATABASE_URL") or f"sqlite:///{BASE_DIR / 'db.sqlite3'}",
-        conn_max_age=int(os.environ.get("DATABASE_CONN_MAX_AGE", "60")),
+        env_str("DATABASE_URL", f"sqlite:///{DATA_DIR / 'db.sqlite3'}"),
+        conn_max_age=env_int("DATABASE_CONN_MAX_AGE", 60),
     )
 }
 if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
@@ -123,9 +122,7 @@ if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
     # A file, not memory: an in-memory test database is one connection shared by every
     # thread of the test server, which SQLite cannot use concurrently.
     # TEST_DATABASE_NAME lets two test runs share a checkout.
-    DATABASES["default"]["TEST"] = {
-        "NAME": os.environ.get("TEST_DATABASE_NAME") or str(BASE_DIR / ".test-db.sqlite3")
-    }
+    DATABASES["default"]["TEST"] = {"NAME": env_str("TEST_DATABASE_NAME", str(DATA_DIR / ".test-db.sqlite3"))}
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
 AUTHENTICATION_BACKENDS = [
@@ -141,8 +138,8 @@ GUARDIAN_RAISE_403 = False
 # Login throttling (django-axes): after LOGIN_FAILURE_LIMIT wrong passwords in a row for
 # one username from one address, that pair is refused (429) for LOGIN_COOLOFF_MINUTES.
 # Other users and other addresses are not affected; a successful login clears the count.
-AXES_FAILURE_LIMIT = int(os.environ.get("LOGIN_FAILURE_LIMIT", "5"))
-AXES_COOLOFF_TIME = timedelta(minutes=float(os.environ.get("LOGIN_COOLOFF_MINUTES", "15")))
+AXES_FAILURE_LIMIT = env_int("LOGIN_FAILURE_LIMIT", 5, minimum=1)
+AXES_COOLOFF_TIME = timedelta(minutes=env_float("LOGIN_COOLOFF_MINUTES", 15))
 AXES_LOCKOUT_PARAMETERS = [["username", "ip_address"]]
 AXES_RESET_ON_SUCCESS = True
 AXES_LOCKOUT_CALLABLE = "portal.trafficops.lockout.lockout_response"
@@ -160,7 +157,7 @@ USE_I18N = True
 USE_TZ = True
 
 STATIC_URL = "static/"
-STATIC_ROOT = BASE_DIR / "staticfiles"
+STATIC_ROOT = env_path("STATIC_ROOT", DATA_DIR / "staticfiles")
 STORAGES = {
     "default": {"BACKEND": "django.core.files.storage.FileSystemStorage"},
     # collectstatic adds gzip and brotli copies; names stay plain, so pages render
@@ -181,12 +178,12 @@ LOGOUT_REDIRECT_URL = "login"
 
 # Traffic Ops clients hold a cookie named "mojolicious"; keeping the name lets their
 # scripts and cookie jars work unchanged.
-SESSION_COOKIE_NAME = os.environ.get("SESSION_COOKIE_NAME", "mojolicious")
+SESSION_COOKIE_NAME = env_str("SESSION_COOKIE_NAME", "mojolicious")
 SESSION_COOKIE_HTTPONLY = True
 SESSION_COOKIE_SAMESITE = "Lax"
 SESSION_COOKIE_SECURE = env_bool("SESSION_COOKIE_SECURE", False)
 CSRF_COOKIE_SECURE = SESSION_COOKIE_SECURE
-SESSION_COOKIE_AGE = int(os.environ.get("SESSION_COOKIE_AGE", str(60 * 60 * 8)))
+SESSION_COOKIE_AGE = env_int("SESSION_COOKIE_AGE", 60 * 60 * 8, minimum=60)
 SECURE_CONTENT_TYPE_NOSNIFF = True
 SECURE_REFERRER_POLICY = "same-origin"
 X_FRAME_OPTIONS = "DENY"
@@ -212,7 +209,7 @@ CONTENT_SECURITY_POLICY = {
 }
 # Behind an HTTPS terminating proxy: redirect plain HTTP, send HSTS, trust X-Forwarded-Proto.
 SECURE_SSL_REDIRECT = env_bool("SECURE_SSL_REDIRECT", False)
-SECURE_HSTS_SECONDS = int(os.environ.get("SECURE_HSTS_SECONDS", "0"))
+SECURE_HSTS_SECONDS = env_int("SECURE_HSTS_SECONDS", 0)
 SECURE_HSTS_INCLUDE_SUBDOMAINS = env_bool("SECURE_HSTS_INCLUDE_SUBDOMAINS", False)
 SECURE_HSTS_PRELOAD = env_bool("SECURE_HSTS_PRELOAD", False)
 # A load balancer's health check often speaks plain HTTP to the app server itself.
@@ -262,28 +259,29 @@ SPECTACULAR_SETTINGS = {
 # --- ISO generation -------------------------------------------------------------------
 
 # Where osversions.json and the ISO source directories live (Traffic Ops: /var/www/files).
-KICKSTART_FILES_LOCATION = Path(os.environ.get("KICKSTART_FILES_LOCATION") or BASE_DIR / "kickstart-files")
+KICKSTART_FILES_LOCATION = env_path("KICKSTART_FILES_LOCATION", DATA_DIR / "kickstart-files")
 # Nameservers written into network.cfg; empty means the host's /etc/resolv.conf.
 ISO_NAMESERVERS = env_list("ISO_NAMESERVERS", [])
-RESOLV_CONF = Path(os.environ.get("RESOLV_CONF", "/etc/resolv.conf"))
+RESOLV_CONF = env_path("RESOLV_CONF", Path("/etc/resolv.conf"))
 # "sha512" ($6$) by default; "md5" ($1$, what Traffic Ops writes) for very old installers.
-ROOT_PASSWORD_HASH = os.environ.get("ROOT_PASSWORD_HASH", "sha512").strip().lower()
+ROOT_PASSWORD_HASH = env_choice("ROOT_PASSWORD_HASH", "sha512", HASH_SCHEMES)
 # Volume identifier written into every ISO (mkisofs' default when none is given).
-ISO_VOLUME_ID = os.environ.get("ISO_VOLUME_ID", "CDROM")
+ISO_VOLUME_ID = env_matching("ISO_VOLUME_ID", "CDROM", VOLUME_ID, VOLUME_ID_RULE)
 # Per worker: laid-out sources kept (by count and memory), and the size of each chunk
 # sent (a stream holds about two).
-ISO_LAYOUT_CACHE_ENTRIES = int(os.environ.get("ISO_LAYOUT_CACHE_ENTRIES", "8"))
-ISO_LAYOUT_CACHE_MB = int(os.environ.get("ISO_LAYOUT_CACHE_MB", "64"))
-ISO_STREAM_CHUNK_KB = int(os.environ.get("ISO_STREAM_CHUNK_KB", "512"))
+ISO_LAYOUT_CACHE_ENTRIES = env_int("ISO_LAYOUT_CACHE_ENTRIES", 8)
+ISO_LAYOUT_CACHE_MB = env_int("ISO_LAYOUT_CACHE_MB", 64)
+ISO_STREAM_CHUNK_KB = env_int("ISO_STREAM_CHUNK_KB", 512, minimum=4)
 # Seconds a source's generate hook may run before it is killed with its process group.
-ISO_HOOK_TIMEOUT = float(os.environ.get("ISO_HOOK_TIMEOUT", "600"))
+ISO_HOOK_TIMEOUT = env_float("ISO_HOOK_TIMEOUT", 600, minimum=0.1)
 
+LOG_LEVELS = {"debug", "info", "warning", "error", "critical"}
 LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,
     "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s %(message)s"}},
     "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
-    "root": {"handlers": ["console"], "level": os.environ.get("LOG_LEVEL", "INFO")},
+    "root": {"handlers": ["console"], "level": env_choice("LOG_LEVEL", "INFO", LOG_LEVELS).upper()},
     "loggers": {
         # Django's request logger prints request bodies for nothing, but tracebacks of
         # 500s can hold local variables only with DEBUG; keep it at its default level.

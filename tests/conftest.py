@@ -30,6 +30,18 @@ from tests.bench.serving import child_pids, free_port, wait_for_port
 from tests.processes import poll
 from tests.sources import make_source_tree
 
+
+def pytest_configure(config: pytest.Config) -> None:
+    """A test run needs no SECRET_KEY of its own (nor the key file ``manage.py demo`` makes)."""
+    from django.conf import settings
+    from django.core.exceptions import ImproperlyConfigured
+
+    try:
+        settings.SECRET_KEY  # noqa: B018  (raises when empty)
+    except ImproperlyConfigured:
+        settings.SECRET_KEY = "tests-" + secrets.token_urlsafe(50)
+
+
 CHROMIUM = Path("/usr/bin/chromium")
 CHROMIUM_FLAGS = [
     "--headless",

@@ -43,7 +43,8 @@ HEAD_BYTES: Final = _ISOHYBRID_SIGNATURE_AT + len(_ISOHYBRID_SIGNATURE)
 _SETTINGS_MAX_BYTES: Final = 64 * 1024
 # The Joliet descriptor holds the label in UCS-2 within 32 bytes; installers find their
 # CD by it (inst.stage2=hd:LABEL=...), so it is kept as written, within these characters.
-_VOLUME_ID: Final = re.compile(r"[A-Za-z0-9_ .+-]{1,16}")
+VOLUME_ID: Final = re.compile(r"[A-Za-z0-9_ .+-]{1,16}")
+VOLUME_ID_RULE: Final = "1 to 16 of A-Z a-z 0-9 _ space . + -"
 
 
 class BootSettingsError(ValueError):
@@ -123,10 +124,8 @@ def read_settings(source_dir: str) -> dict[str, str | None]:
     settings: dict[str, str | None] = {}
     for key, value in loaded.items():
         if key == "volume_id":
-            if not isinstance(value, str) or not _VOLUME_ID.fullmatch(value):
-                raise BootSettingsError(
-                    f"{SETTINGS_FILE}: volume_id must be 1 to 16 of A-Z a-z 0-9 _ space . + -"
-                )
+            if not isinstance(value, str) or not VOLUME_ID.fullmatch(value):
+                raise BootSettingsError(f"{SETTINGS_FILE}: volume_id must be {VOLUME_ID_RULE}")
         elif value is not None and not _is_relative_path(value):
             raise BootSettingsError(
                 f"{SETTINGS_FILE}: {key} must be a relative path inside the source directory (or null)"

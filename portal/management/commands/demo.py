@@ -1,6 +1,7 @@
 """``manage.py demo``: a running portal on a laptop in one command.
 
-Migrates the database (SQLite unless DATABASE_URL says otherwise), makes a sample ISO
+Makes the data directory and a laptop's secret key there (unless SECRET_KEY is set),
+migrates the database (SQLite unless DATABASE_URL says otherwise), makes a sample ISO
 source in the kickstart files location when it has no osversions.json yet, creates the
 demo login, prints where to go, and starts the development server.
 """
@@ -14,8 +15,11 @@ from typing import Any
 
 from django.conf import settings
 from django.contrib.auth.models import Group, User
+from django.core.exceptions import ImproperlyConfigured
 from django.core.management import call_command
 from django.core.management.base import BaseCommand, CommandParser
+
+from portal.laptop_key import make_laptop_key
 
 DEMO_USER = "demo"
 DEMO_PASSWORD = "demo-portal"  # noqa: S105 - a demo login on a laptop, printed on purpose
@@ -60,17 +64,26 @@ def make_sample_source(location: Path) -> bool:
 
 class Command(BaseCommand):
     help = "Set up a demo portal (database, sample ISO source, demo login) and run it."
+    # Checked in handle(), once the data directory and its secret key exist.
+    requires_system_checks: list[str] = []
 
     def add_arguments(self, parser: CommandParser) -> None:
         parser.add_argument("--addrport", default="127.0.0.1:8000", help="Where to serve.")
         parser.add_argument("--no-serve", action="store_true", help="Set up only; do not serve.")
 
     def handle(self, *args: Any, **options: Any) -> None:
+        data_dir = Path(settings.DATA_DIR)
+        data_dir.mkdir(parents=True, exist_ok=True)
+        try:
+            settings.SECRET_KEY  # noqa: B018  (raises when empty)
+        except ImproperlyConfigured:
+            settings.SECRET_KEY = make_laptop_key(data_dir)
         call_command("migrate", interactive=False, verbosity=0)
         location = Path(settings.KICKSTART_FILES_LOCATION)
         location.mkdir(parents=True, exist_ok=True)
         if make_sample_source(location):
             self.stdout.write(f"Made a sample ISO source in {location}")
+        self.check()
         user, created = User.objects.get_or_create(username=DEMO_USER, defaults={"is_staff": True})
         if created:
             user.set_password(DEMO_PASSWORD)
