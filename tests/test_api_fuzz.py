@@ -40,8 +40,9 @@ from schemathesis.generation.case import Case
 from schemathesis.pytest.lazy import get_all_tests
 from schemathesis.schemas import BaseSchema
 
-from tests.conftest import CATALOG, serve_portal, static_request
-from tests.test_live_server import logged_in_session
+from tests.support.api import static_request
+from tests.support.serving import logged_in_session, serve_portal
+from tests.support.sources import CATALOG
 
 # serialized_rollback: the flush between transactional tests would drop the migrated groups.
 pytestmark = pytest.mark.django_db(transaction=True, serialized_rollback=True)

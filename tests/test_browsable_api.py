@@ -15,7 +15,7 @@ from django.contrib.auth.models import User
 from django.test import Client
 
 from isos.models import IsoBuild
-from tests.conftest import static_request
+from tests.support.api import static_request
 
 URL = "/api/5.0/isos"
 HTML = "text/html,application/xhtml+xml,application/xml;q=0.9,*/*;q=0.8"

@@ -7,42 +7,21 @@ takes are the README's: ``tests/screenshots/generate.png`` and ``history.png``.
 
 from __future__ import annotations
 
-import io
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-import pycdlib
 import pytest
 from django.contrib.auth.models import User
 
-from tests.conftest import PASSWORD
-from tests.processes import poll
+from tests.support.api import PASSWORD
+from tests.support.isoread import ks_script
+from tests.support.processes import poll
 
 # serialized_rollback: the flush between transactional tests would drop the migrated groups.
 pytestmark = pytest.mark.django_db(transaction=True, serialized_rollback=True)
 
 SCREENSHOTS = Path(__file__).parent / "screenshots"
 ROOT_PASSWORD = "Browser test root pw"
-
-
-def read_iso_file(iso_path: Path, rr_path: str) -> bytes:
-    iso = pycdlib.PyCdlib()
-    iso.open(str(iso_path))
-    try:
-        out = io.BytesIO()
-        iso.get_file_from_iso_fp(out, rr_path=rr_path)
-        return out.getvalue()
-    finally:
-        iso.close()
-
-
-@pytest.fixture
-def operator(make_user: Callable[..., User], kickstart_location: Path) -> User:
-    user = make_user("olivia", "operations")
-    user.first_name, user.last_name = "Olivia", "Operator"
-    user.save()
-    return user
 
 
 def download_iso(page: Any, tmp_path: Path, name: str) -> tuple[str, Path]:
@@ -77,7 +56,7 @@ def test_generate_iso_in_a_real_browser(
     # Anonymous: the form sends us to the login page, which brings us back.
     page.goto(f"{portal_server}/isos/generate/")
     expect(page).to_have_url(f"{portal_server}/login/?next=/isos/generate/")
-    page.get_by_label("User name").fill("olivia")
+    page.get_by_label("User name").fill(operator.username)
     page.get_by_label("Password").fill(PASSWORD)
     page.get_by_role("button", name="Log in").click()
     expect(page).to_have_url(f"{portal_server}/isos/generate/")
@@ -127,12 +106,12 @@ def test_generate_iso_in_a_real_browser(
     page.get_by_label("Confirm root password").fill(ROOT_PASSWORD)
     filename, iso_path = download_iso(page, tmp_path, "first.iso")
     assert filename == "edge1.cdn.example-centos72.iso"
-    network_cfg = read_iso_file(iso_path, "/ks_scripts/network.cfg").decode()
+    network_cfg = ks_script(iso_path).decode()
     assert 'IPADDR="192.0.2.10"' in network_cfg
     assert 'NETMASK="255.255.255.0"' in network_cfg and 'GATEWAY="192.0.2.1"' in network_cfg
     assert 'BOND_DEVICE="bond0"' in network_cfg and 'HOSTNAME="edge1.cdn.example"' in network_cfg
     assert 'IPV6ADDR="2001:db8::10/64"' in network_cfg and network_cfg.endswith('DHCP="no"')
-    assert read_iso_file(iso_path, "/ks_scripts/disk.cfg") == b'boot_drives="sda"'
+    assert ks_script(iso_path, "disk.cfg") == b'boot_drives="sda"'
 
     # History: the refusal and the build; "Generate again" opens the form prefilled.
     open_history_when_settled(page, f"{portal_server}/isos/history/", expected_built=1)
@@ -158,7 +137,7 @@ def test_generate_iso_in_a_real_browser(
     page.get_by_label("Confirm root password").fill(ROOT_PASSWORD)
     filename, iso_path = download_iso(page, tmp_path, "second.iso")
     assert filename == "edge2.cdn.example-centos72.iso"
-    network_cfg = read_iso_file(iso_path, "/ks_scripts/network.cfg").decode()
+    network_cfg = ks_script(iso_path).decode()
     assert 'IPADDR=""' in network_cfg and network_cfg.endswith('DHCP="yes"')
 
     open_history_when_settled(page, f"{portal_server}/isos/history/", expected_built=2)

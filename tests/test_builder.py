@@ -24,8 +24,8 @@ import pycdlib
 import pycdlib.headervd
 import pytest
 
-from isos.engine.builder import IsoImage, SourceError, StreamError, build_iso, describe_boot
-from tests.isoread import (
+from isos.engine import IsoImage, SourceError, StreamError, build_iso, describe_boot
+from tests.support.isoread import (
     TOOLS,
     boot_info_checksum,
     eltorito_entries,
@@ -37,8 +37,8 @@ from tests.isoread import (
     tool_extract,
     tool_listing,
 )
-from tests.processes import open_descriptor_targets
-from tests.sources import (
+from tests.support.processes import open_descriptor_targets
+from tests.support.sources import (
     SYSTEM_ISOLINUX_BIN,
     copy_isolinux_bin,
     make_source_tree,

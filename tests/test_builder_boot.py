@@ -21,13 +21,14 @@ import pycdlib
 import pycdlib.headervd
 import pytest
 
+from isos.engine import IsoImage, SourceError, build_iso, describe_boot, make_layout_template
 from isos.engine.boot_plan import EFI_IMAGE_MAX
-from isos.engine.builder import IsoImage, SourceError, build_iso, describe_boot, make_layout_template
 from isos.engine.layout_cache import LayoutCache
 from isos.engine.layout_process import make_layout_template_in_child
-from tests.isoread import SECTOR, eltorito_entries, read_rr_files, require_tool
-from tests.sources import SYSTEM_ISOLINUX_BIN, make_source_tree, pseudo_random_bytes
-from tests.test_layout_cache import assert_same_layout_shape
+from tests.support.isoread import SECTOR, eltorito_entries, read_rr_files
+from tests.support.layouts import assert_same_layout_shape
+from tests.support.sources import SYSTEM_ISOLINUX_BIN, make_source_tree, pseudo_random_bytes
+from tests.support.tools import require_tool
 
 EXTRAS = {
     "ks_scripts/network.cfg": b'IPADDR="1.3.3.7"\nNETMASK="255.255.255.0"\nDHCP="no"',
@@ -38,9 +39,8 @@ GPT_HEADER = 92
 # problems: Disk GUID differs (...), Array CRC ... wrong", "... damaged", "invalid".
 XORRISO_COMPLAINT = re.compile(r"CRC|wrong|problem|differ|invalid|damaged|corrupt|broken", re.IGNORECASE)
 
-needs_isohybrid_isolinux = pytest.mark.skipif(
-    not SYSTEM_ISOLINUX_BIN.is_file(), reason="needs Debian's isolinux.bin (isolinux package)"
-)
+# Debian's isolinux.bin (the isolinux package): without it, skip (or fail under ISOPORTAL_REQUIRE_TOOLS).
+needs_isohybrid_isolinux = pytest.mark.usefixtures("system_isolinux_bin")
 
 
 # pycdlib stamps dates: every layout here is made with the clock pinned (conftest).

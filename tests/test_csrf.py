@@ -15,7 +15,7 @@ from django.contrib.auth.models import User
 from django.test import Client
 
 from isos.models import IsoBuild
-from tests.conftest import close_response, post_json, static_request
+from tests.support.api import close_response, post_json, static_request
 
 URL = "/api/5.0/isos"
 

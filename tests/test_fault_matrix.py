@@ -1,8 +1,7 @@
-"""The issue's fault matrix, one case per fault, against the real portal under gunicorn.
+"""A fault matrix, one case per fault, against the real portal under gunicorn.
 
 Each case starts the portal on loopback (``serve_portal()``), logs in an ``operations``
-user with ``requests``, injects one fault and checks the four things the issue asks of
-every fault:
+user with ``requests``, injects one fault and checks four things of every fault:
 
 1. what the client sees: a Traffic Ops JSON alert (no traceback, no server path) when the
    fault is there before the first byte, or a connection cut short of Content-Length
@@ -45,12 +44,11 @@ import requests
 from django.contrib.auth.models import User
 
 from isos.models import IsoBuild
-from tests.bench.serving import child_pids
-from tests.conftest import CATALOG, PortalServer, serve_portal, static_request
-from tests.processes import open_descriptor_targets, poll, process_gone
-from tests.sources import make_source_tree, pseudo_random_bytes
-from tests.test_iso_download import EXPECTED_NETWORK_CFG
-from tests.test_live_server import logged_in_session, network_cfg_of
+from tests.support.api import EXPECTED_NETWORK_CFG, static_request
+from tests.support.isoread import ks_script
+from tests.support.processes import child_pids, open_descriptor_targets, poll, process_gone
+from tests.support.serving import Gunicorn, logged_in_session, serve_portal
+from tests.support.sources import CATALOG, make_source_tree, pseudo_random_bytes
 
 # serialized_rollback: the flush between transactional tests would drop the migrated groups.
 pytestmark = pytest.mark.django_db(transaction=True, serialized_rollback=True)
@@ -72,7 +70,7 @@ CAP_DAC_OVERRIDE = 1
 CAP_DAC_READ_SEARCH = 2
 PR_CAPBSET_DROP = 24
 
-# Figures for the report: faults injected and HTTP requests made (printed at the end).
+# Faults injected and HTTP requests made, counted and printed at the end of the module.
 FIGURES: Counter[str] = Counter()
 
 
@@ -83,7 +81,7 @@ class Scene:
     location: Path
     server_temp: Path
     notes: Path
-    server: PortalServer
+    server: Gunicorn
     session: requests.Session
 
     @property
@@ -304,7 +302,7 @@ FAULTS = [
 
 
 @contextlib.contextmanager
-def start_portal(location: Path, log: Path, env: dict[str, str]) -> Iterator[PortalServer]:
+def start_portal(location: Path, log: Path, env: dict[str, str]) -> Iterator[Gunicorn]:
     """``serve_portal()``, its processes without CAP_DAC_OVERRIDE and CAP_DAC_READ_SEARCH.
 
     The tests run as root, and root reads a file of mode 000: chmod alone makes nothing
@@ -424,7 +422,7 @@ def assert_serves_a_full_iso(scene: Scene) -> None:
     response = scene.session.post(f"{scene.server.url}{ISOS}", json=static_request(), timeout=60)
     assert response.status_code == 200, response.text[:300]
     assert int(response.headers["Content-Length"]) == len(response.content)
-    assert network_cfg_of(response.content) == EXPECTED_NETWORK_CFG
+    assert ks_script(response.content) == EXPECTED_NETWORK_CFG
     build = newest_finished_build(before)
     assert build.outcome == "built" and build.bytes_sent == build.iso_size == len(response.content)
 
@@ -442,8 +440,7 @@ def figures() -> Iterator[None]:
 
 
 @pytest.fixture
-def scene(make_user: Callable[..., User], kickstart_location: Path, tmp_path: Path) -> Iterator[Scene]:
-    make_user("op", "operations")
+def scene(operator: User, kickstart_location: Path, tmp_path: Path) -> Iterator[Scene]:
     make_faultable_source(kickstart_location / SOURCE_DIR)
     server_temp, notes = tmp_path / "server-tmp", tmp_path / "notes"
     server_temp.mkdir()
@@ -457,7 +454,7 @@ def scene(make_user: Callable[..., User], kickstart_location: Path, tmp_path: Pa
     }
     with start_portal(kickstart_location, tmp_path / "gunicorn.log", env) as server:
         FIGURES["requests"] += 1  # the login
-        session = logged_in_session(server.url, "op")
+        session = logged_in_session(server.url, operator.username)
         with session:
             yield Scene(kickstart_location, server_temp, notes, server, session)
 

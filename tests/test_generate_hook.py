@@ -21,11 +21,11 @@ from django.db import connection
 from django.test import Client
 
 from isos.models import IsoBuild
-from tests.conftest import close_response, post_json, static_request
-from tests.isoread import read_rr_files, read_rr_tree, require_tool
-from tests.processes import open_descriptor_targets, poll, process_gone
-from tests.sources import tree_digest
-from tests.test_iso_download import EXPECTED_NETWORK_CFG
+from tests.support.api import EXPECTED_NETWORK_CFG, close_response, download, post_json, static_request
+from tests.support.isoread import read_rr_files, read_rr_tree
+from tests.support.processes import open_descriptor_targets, poll, process_gone
+from tests.support.sources import tree_digest
+from tests.support.tools import require_tool
 
 URL = "/api/5.0/isos"
 ALERT_500 = {"alerts": [{"text": "Internal Server Error", "level": "error"}]}
@@ -66,12 +66,6 @@ def install_hook(source: Path, notes: Path) -> Callable[..., Path]:
         return hook
 
     return install
-
-
-def download(client: Client, body: dict[str, Any]) -> tuple[Any, bytes]:
-    response = post_json(client, URL, body)
-    assert response.status_code == 200, response.content[:300] if not response.streaming else ""
-    return response, b"".join(response.streaming_content)
 
 
 def files_of(data: bytes, tmp_path: Path, name: str = "out.iso") -> dict[str, bytes]:

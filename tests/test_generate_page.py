@@ -7,7 +7,6 @@ the password), that every attempt is audited, and that a valid form downloads th
 
 from __future__ import annotations
 
-import io
 import logging
 import re
 import shutil
@@ -16,13 +15,13 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlencode
 
-import pycdlib
 import pytest
 from django.contrib.auth.models import Permission, User
 from django.test import Client
 
 from isos.models import IsoBuild
-from tests.conftest import close_response, post_json, static_request
+from tests.support.api import close_response, post_json, static_request
+from tests.support.isoread import ks_script
 
 URL = "/isos/generate/"
 SECRET = "S3cret root pass!"
@@ -34,18 +33,6 @@ def form_data(**overrides: Any) -> dict[str, str]:
     data["confirmRootPass"] = SECRET
     data.update(overrides)
     return {key: value for key, value in data.items() if value is not None}
-
-
-def ks_script(iso_bytes: bytes, name: str = "network.cfg") -> bytes:
-    """One file of the ISO's ks_scripts/ folder."""
-    iso = pycdlib.PyCdlib()
-    iso.open_fp(io.BytesIO(iso_bytes))
-    try:
-        out = io.BytesIO()
-        iso.get_file_from_iso_fp(out, rr_path=f"/ks_scripts/{name}")
-        return out.getvalue()
-    finally:
-        iso.close()
 
 
 def field_html(page: str, name: str) -> str:

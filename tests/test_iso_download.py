@@ -10,32 +10,20 @@ import io
 import shutil
 import subprocess
 from pathlib import Path
-from typing import Any
 
 import pycdlib
 import pytest
 from django.test import Client
 from passlib.hash import sha512_crypt
 
-from isos.engine.builder import build_iso
+from isos.engine import build_iso
 from isos.models import IsoBuild
-from tests.conftest import close_response, post_json, static_request
-from tests.isoread import read_rr_files
-from tests.sources import tree_digest
+from tests.support.api import EXPECTED_NETWORK_CFG, close_response, download, post_json, static_request
+from tests.support.isoread import read_rr_files
+from tests.support.sources import tree_digest
+from tests.support.tools import require_tool
 
 URL = "/api/5.0/isos"
-EXPECTED_NETWORK_CFG = (
-    b'IPADDR="1.3.3.7"\nNETMASK="255.255.255.255"\nGATEWAY="8.0.0.8"\nDEVICE="eth0"\nMTU="1500"\n'
-    b'NAMESERVER="8.8.8.8,8.8.4.4"\nHOSTNAME="test.quest"\nNETWORKING_IPV6="yes"\n'
-    b'IPV6ADDR="1::3:3:7"\nIPV6_DEFAULTGW="8::8"\nDHCP="no"'
-)
-
-
-def download(client: Client, body: dict[str, Any]) -> tuple[Any, bytes]:
-    response = post_json(client, URL, body)
-    assert response.status_code == 200, response.content[:300] if not response.streaming else ""
-    data = b"".join(response.streaming_content)
-    return response, data
 
 
 def source_files(root: Path) -> dict[str, bytes]:
@@ -147,8 +135,7 @@ def test_stream_equals_pycdlib_write_of_the_same_layout(
 @pytest.mark.django_db
 @pytest.mark.parametrize("tool", ["isoinfo", "xorriso", "bsdtar"])
 def test_debian_tools_read_the_iso(operations_client: Client, tmp_path: Path, tool: str) -> None:
-    if shutil.which(tool) is None:
-        pytest.skip(f"{tool} is not installed")
+    require_tool(tool)
     _, data = download(operations_client, static_request())
     iso_path = tmp_path / "out.iso"
     iso_path.write_bytes(data)

@@ -10,7 +10,7 @@ from django.test import Client
 
 from isos.models import IsoBuild
 from isos.serializers import IsoRequestSerializer
-from tests.conftest import post_json, static_request
+from tests.support.api import post_json, static_request
 
 URL = "/api/5.0/isos"
 DISK_RULE = (

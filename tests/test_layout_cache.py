@@ -8,10 +8,11 @@ from pathlib import Path
 
 import pytest
 
-from isos.engine.builder import LayoutTemplate, SourceError, StreamError, build_iso, make_layout_template
+from isos.engine import SourceError, StreamError, build_iso, make_layout_template
 from isos.engine.layout_cache import LayoutCache, source_fingerprint
 from isos.engine.layout_process import make_layout_template_in_child
-from tests.sources import make_source_tree
+from tests.support.layouts import assert_same_layout_shape
+from tests.support.sources import make_source_tree
 
 EXTRAS = {
     "ks_scripts/network.cfg": b'IPADDR="1.3.3.7"\nDHCP="no"',
@@ -34,20 +35,6 @@ def settled(tree: Path) -> Path:
     for path in [tree, *tree.rglob("*")]:
         os.utime(path, ns=(past, past), follow_symlinks=False)
     return tree
-
-
-def assert_same_layout_shape(here: LayoutTemplate, there: LayoutTemplate) -> None:
-    """Two layouts of one tree made at different times: all but the dates (and what is
-    derived from them) agree: sizes, where the request's files and their lengths go, the
-    boot description, every extent, and where the output is patched."""
-    assert (there.size, there.extra_offsets, there.length_fields, there.boot_description) == (
-        here.size,
-        here.extra_offsets,
-        here.length_fields,
-        here.boot_description,
-    )
-    assert [(p.offset, p.end) for p in there.plan] == [(p.offset, p.end) for p in here.plan]
-    assert [offset for offset, _ in there.patches] == [offset for offset, _ in here.patches]
 
 
 def test_a_template_made_in_a_child_process_has_the_same_layout(tmp_path: Path) -> None:

@@ -7,47 +7,22 @@ process, on the test database; the clients are ``requests`` and the
 
 from __future__ import annotations
 
-import io
-from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
 from urllib.parse import urlsplit
 
-import pycdlib
 import pytest
 import requests
 from django.contrib.auth.models import User
 
-from tests.conftest import PASSWORD, static_request
+from tests.support.api import PASSWORD, static_request
+from tests.support.isoread import ks_script
+from tests.support.serving import logged_in_session
 
 # serialized_rollback: the flush between transactional tests would drop the migrated groups.
 pytestmark = pytest.mark.django_db(transaction=True, serialized_rollback=True)
-
-
-def logged_in_session(base: str, username: str) -> requests.Session:
-    session = requests.Session()
-    response = session.post(f"{base}/api/5.0/user/login", json={"u": username, "p": PASSWORD}, timeout=30)
-    assert response.status_code == 200, response.text
-    assert "mojolicious" in session.cookies
-    return session
-
-
-def network_cfg_of(iso_bytes: bytes) -> bytes:
-    iso = pycdlib.PyCdlib()
-    iso.open_fp(io.BytesIO(iso_bytes))
-    try:
-        out = io.BytesIO()
-        iso.get_file_from_iso_fp(out, rr_path="/ks_scripts/network.cfg")
-        return out.getvalue()
-    finally:
-        iso.close()
-
-
-@pytest.fixture
-def operator(make_user: Callable[..., User], kickstart_location: Path) -> User:
-    return make_user("op", "operations")
 
 
 @pytest.fixture
@@ -62,7 +37,7 @@ def test_content_length_is_the_bytes_received(portal: Any) -> None:
     assert response.status_code == 200
     assert response.headers["Content-Type"] == "application/download"
     assert int(response.headers["Content-Length"]) == len(response.content)
-    assert b'HOSTNAME="test.quest"' in network_cfg_of(response.content)
+    assert b'HOSTNAME="test.quest"' in ks_script(response.content)
 
 
 def test_two_concurrent_requests_each_get_their_own_network_cfg(portal: Any) -> None:
@@ -77,8 +52,8 @@ def test_two_concurrent_requests_each_get_their_own_network_cfg(portal: Any) -> 
 
     with ThreadPoolExecutor(max_workers=2) as pool:
         first, second = pool.map(fetch, ["alpha", "bravo"])
-    assert b'HOSTNAME="alpha.quest"' in network_cfg_of(first)
-    assert b'HOSTNAME="bravo.quest"' in network_cfg_of(second)
+    assert b'HOSTNAME="alpha.quest"' in ks_script(first)
+    assert b'HOSTNAME="bravo.quest"' in ks_script(second)
 
 
 def test_stream_that_breaks_is_cut_short(portal: Any, kickstart_location: Path) -> None:

@@ -39,11 +39,11 @@ from isos.models import IsoBuild
 from portal.trafficops.lockout import LOCKED_OUT_TEXT
 from tests.bench.client import Download, fetch, login
 from tests.bench.management.commands.isobench import request_body
-from tests.bench.serving import RssSampler, open_write_files
 from tests.bench.workloads import make_netinstall, source_checksums
-from tests.conftest import PASSWORD, serve_portal
-from tests.processes import open_descriptor_targets, poll
-from tests.sources import tree_digest
+from tests.support.api import PASSWORD
+from tests.support.processes import RssSampler, open_descriptor_targets, open_write_files, poll
+from tests.support.serving import serve_portal
+from tests.support.sources import tree_digest
 
 # serialized_rollback: the flush between transactional tests would drop the migrated groups.
 pytestmark = pytest.mark.django_db(transaction=True, serialized_rollback=True)

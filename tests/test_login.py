@@ -2,19 +2,13 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from pathlib import Path
 
 import pytest
 from django.contrib.auth.models import User
 from django.test import Client
 
-from tests.conftest import PASSWORD, post_json
-
-
-@pytest.fixture
-def operator(make_user: Callable[..., User]) -> User:
-    return make_user("op", "operations")
+from tests.support.api import PASSWORD, post_json
 
 
 @pytest.mark.django_db

@@ -20,16 +20,11 @@ from django.contrib.auth.models import User
 from django.test import Client
 
 from portal.trafficops.lockout import LOCKED_OUT_TEXT
-from tests.conftest import PASSWORD, post_json
+from tests.support.api import PASSWORD, post_json
 
 LOGIN = "/api/5.0/user/login"
 WRONG = "Tr0ub4dor-wrong-guess"
 LOCKED_OUT = {"alerts": [{"text": LOCKED_OUT_TEXT, "level": "error"}]}
-
-
-@pytest.fixture
-def operator(make_user: Callable[..., User]) -> User:
-    return make_user("op", "operations")
 
 
 def api_login(username: str, password: str, address: str = "127.0.0.1") -> Any:

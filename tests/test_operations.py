@@ -24,8 +24,8 @@ from django.test import Client
 
 from isos.models import IsoBuild
 from osversions.models import OsVersion
-from tests.conftest import close_response, post_json, static_request
-from tests.isoread import read_rr_files
+from tests.support.api import close_response, post_json, static_request
+from tests.support.isoread import read_rr_files
 
 SECRET = "Zebra-Quartz-7781-unlikely"  # distinctive, to grep for
 STATIC_OPTIONS = [
@@ -94,11 +94,6 @@ def assert_no_secret(caplog: pytest.LogCaptureFixture, *texts: str) -> None:
 
 
 @pytest.fixture
-def operator(make_user: Callable[..., User], kickstart_location: Path) -> User:
-    return make_user("ops", "operations")
-
-
-@pytest.fixture
 def secret_on_stdin(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(sys, "stdin", io.StringIO(SECRET + "\n"))
 
@@ -113,7 +108,7 @@ def test_generate_iso_writes_the_requests_iso(
 ) -> None:
     output = tmp_path / "host.iso"
     with caplog.at_level(logging.INFO):
-        status, out, err = generate("--user=ops", "--root-pass-stdin", f"--output={output}", *STATIC_OPTIONS)
+        status, out, err = generate("--user=op", "--root-pass-stdin", f"--output={output}", *STATIC_OPTIONS)
     assert status == 0, err
     files = read_rr_files(output)
     assert files["ks_scripts/network.cfg"] == EXPECTED_NETWORK_CFG
@@ -121,11 +116,11 @@ def test_generate_iso_writes_the_requests_iso(
     assert not output.with_name("host.iso.part").exists()
     assert output.stat().st_mode & 0o077 == 0  # it holds the password's hash
     build = IsoBuild.objects.get()
-    assert (build.outcome, build.username, build.fqdn) == ("built", "ops", "test.quest")
+    assert (build.outcome, build.username, build.fqdn) == ("built", "op", "test.quest")
     assert build.bytes_sent == build.iso_size == output.stat().st_size
     assert_no_secret(caplog, out, err)
     [line] = request_lines(caplog)
-    assert (line["user"], line["outcome"], line["client"]) == ("ops", "built", "-")
+    assert (line["user"], line["outcome"], line["client"]) == ("op", "built", "-")
 
 
 @pytest.mark.django_db
@@ -136,7 +131,7 @@ def test_generate_iso_takes_the_password_from_an_env_var(
     output = tmp_path / "host.iso"
     with caplog.at_level(logging.INFO):
         status, out, err = generate(
-            "--user=ops", "--root-pass-env=ISO_ROOT_PASS", f"--output={output}", *STATIC_OPTIONS
+            "--user=op", "--root-pass-env=ISO_ROOT_PASS", f"--output={output}", *STATIC_OPTIONS
         )
     assert status == 0, err
     assert read_rr_files(output)["ks_scripts/network.cfg"] == EXPECTED_NETWORK_CFG
@@ -150,12 +145,12 @@ def test_generate_iso_prompts_for_the_password(
     answers = iter([SECRET, SECRET])
     monkeypatch.setattr("getpass.getpass", lambda prompt="": next(answers))
     output = tmp_path / "host.iso"
-    status, _, err = generate("--user=ops", f"--output={output}", *STATIC_OPTIONS)
+    status, _, err = generate("--user=op", f"--output={output}", *STATIC_OPTIONS)
     assert status == 0, err
     assert output.exists()
 
     answers = iter([SECRET, "something else"])
-    status, _, err = generate("--user=ops", f"--output={tmp_path / 'other.iso'}", *STATIC_OPTIONS)
+    status, _, err = generate("--user=op", f"--output={tmp_path / 'other.iso'}", *STATIC_OPTIONS)
     assert (status, err.strip()) == (2, "the two root passwords differ")
 
 
@@ -164,7 +159,7 @@ def test_generate_iso_prompts_for_the_password(
 def test_generate_iso_to_stdout(
     operator: User, tmp_path: Path, capsysbinary: pytest.CaptureFixture[bytes]
 ) -> None:
-    status, _, err = generate("--user=ops", "--root-pass-stdin", "--output=-", *STATIC_OPTIONS)
+    status, _, err = generate("--user=op", "--root-pass-stdin", "--output=-", *STATIC_OPTIONS)
     assert status == 0, err
     written = capsysbinary.readouterr().out
     assert len(written) == IsoBuild.objects.get().iso_size
@@ -182,7 +177,7 @@ def test_a_refusal_prints_the_apis_alert_and_writes_nothing(
     options = [o for o in STATIC_OPTIONS if not o.startswith("--ip-gateway")]
     with caplog.at_level(logging.INFO):
         status, out, err = generate(
-            "--user=ops", "--root-pass-stdin", f"--output={output}", *options, "--interface-mtu=80"
+            "--user=op", "--root-pass-stdin", f"--output={output}", *options, "--interface-mtu=80"
         )
     assert status == 2
     assert err.strip() == (
@@ -191,7 +186,7 @@ def test_a_refusal_prints_the_apis_alert_and_writes_nothing(
     )
     assert written_files(tmp_path) == []
     build = IsoBuild.objects.get()
-    assert (build.outcome, build.username) == ("refused", "ops")
+    assert (build.outcome, build.username) == ("refused", "op")
     assert_no_secret(caplog, out, err)
     [line] = request_lines(caplog)
     assert (line["outcome"], line["bytes_sent"], line["iso_size"]) == ("refused", "0", "-")
@@ -219,7 +214,7 @@ def test_the_named_users_permissions_and_os_versions_apply(
 def test_an_unknown_os_version_is_refused(operator: User, tmp_path: Path) -> None:
     options = [o for o in STATIC_OPTIONS if not o.startswith("--osversion-dir")]
     status, _, err = generate(
-        "--user=ops",
+        "--user=op",
         "--root-pass-stdin",
         f"--output={tmp_path / 'a.iso'}",
         "--osversion-dir=../etc",
@@ -235,7 +230,7 @@ def test_a_failure_on_our_side_exits_1_without_a_file(
 ) -> None:
     (kickstart_location / "osversions.json").write_text("{not json")
     status, _, err = generate(
-        "--user=ops", "--root-pass-stdin", f"--output={tmp_path / 'a.iso'}", *STATIC_OPTIONS
+        "--user=op", "--root-pass-stdin", f"--output={tmp_path / 'a.iso'}", *STATIC_OPTIONS
     )
     assert status == 1
     assert "could not be made" in err
@@ -258,9 +253,7 @@ def test_a_write_error_fails_the_record_and_leaves_no_part_file(
         return open("/dev/full", mode, buffering=0)  # closed by the command
 
     monkeypatch.setattr("isos.management.commands.generate_iso.os.fdopen", full_disk)
-    status, _, err = generate(
-        "--user=ops", "--root-pass-stdin", f"--output={full / 'a.iso'}", *STATIC_OPTIONS
-    )
+    status, _, err = generate("--user=op", "--root-pass-stdin", f"--output={full / 'a.iso'}", *STATIC_OPTIONS)
     assert (status, err.strip()) == (1, "cannot write the ISO: No space left on device")
     assert list(full.iterdir()) == []
     build = IsoBuild.objects.get()
@@ -269,7 +262,7 @@ def test_a_write_error_fails_the_record_and_leaves_no_part_file(
 
 def test_the_password_is_no_option() -> None:
     with pytest.raises(CommandError, match="unrecognized arguments"):
-        call_command("generate_iso", "--user=ops", "--output=x", "--rootpass=secret")
+        call_command("generate_iso", "--user=op", "--output=x", "--rootpass=secret")
 
 
 # --- sync_osversions -----------------------------------------------------------------

@@ -12,7 +12,7 @@ from guardian.shortcuts import assign_perm
 
 from osversions.catalog import sync_catalog
 from osversions.models import OsVersion
-from tests.conftest import close_response, post_json, static_request
+from tests.support.api import close_response, post_json, static_request
 
 
 @pytest.mark.django_db

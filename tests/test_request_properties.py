@@ -40,8 +40,9 @@ from passlib.hash import sha512_crypt
 
 from isos.kickstart import render_ks_scripts
 from isos.serializers import IsoRequestSerializer
-from tests.conftest import CATALOG, close_response, post_json, static_request
-from tests.isoread import read_rr_files
+from tests.support.api import close_response, post_json, static_request
+from tests.support.isoread import read_rr_files
+from tests.support.sources import CATALOG
 
 URL = "/api/5.0/isos"
 OFFERED = frozenset(CATALOG.values())

@@ -26,7 +26,8 @@ from django.test import Client
 
 from osversions.catalog import sync_catalog
 from osversions.models import OsVersion
-from tests.conftest import PASSWORD, close_response, post_json, serve_portal, static_request
+from tests.support.api import PASSWORD, close_response, post_json, static_request
+from tests.support.serving import serve_portal
 
 ISOS = "/api/5.0/isos"
 EXPECTED_HEADERS = {

@@ -1,8 +1,8 @@
 """A vendor ISO as the source: osversions.json names an ``.iso`` file, the portal adds the
-per-host ``ks_scripts`` files to it and streams the result (API.md, issue 4 item 4).
+per-host ``ks_scripts`` files to it and streams the result (API.md).
 
 The vendor ISO is made in the test with ``xorriso -as mkisofs`` (BIOS and UEFI El Torito
-entries, isohybrid MBR), from ``tests/sources.py``'s tree or from the boot kit; the
+entries, isohybrid MBR), from ``tests/support/sources.py``'s tree or from the boot kit; the
 result is read back with pycdlib and xorriso, compared with pycdlib's own writer, and
 (boot kit) booted in QEMU, as a CD and as a disk (the hybrid tables, made anew).
 """
@@ -23,15 +23,15 @@ from typing import Any
 import pytest
 from django.test import Client
 
-from isos.engine.builder import SourceError, StreamError, build_iso, describe_boot, make_layout_template
+from isos.engine import SourceError, StreamError, build_iso, describe_boot, make_layout_template
 from isos.engine.layout_cache import LayoutCache
 from osversions.catalog import CatalogError, resolve_source
-from tests.bootkit import BootkitUnavailable, bootkit_tree
-from tests.conftest import post_json, static_request
-from tests.isoread import read_rr_files, require_tool
-from tests.sources import make_source_tree, pseudo_random_bytes
-from tests.test_boot_qemu import Firmware, Medium, assert_booted, boot, generate, unavailable
-from tests.test_iso_download import EXPECTED_NETWORK_CFG
+from tests.support.api import EXPECTED_NETWORK_CFG, post_json, static_request
+from tests.support.bootkit import BootkitUnavailable, bootkit_tree
+from tests.support.isoread import read_rr_files
+from tests.support.qemu import Firmware, Medium, assert_booted, boot, generate
+from tests.support.sources import make_source_tree, pseudo_random_bytes
+from tests.support.tools import require_tool, unavailable
 
 URL = "/api/5.0/isos"
 VENDOR_DIRECTORY = "rocky9/Vendor-9.4-x86_64-minimal.iso"

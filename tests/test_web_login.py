@@ -8,7 +8,7 @@ import pytest
 from django.contrib.auth.models import User
 from django.test import Client
 
-from tests.conftest import PASSWORD
+from tests.support.api import PASSWORD
 
 
 @pytest.mark.django_db

@@ -22,15 +22,9 @@ from django.core.management.base import BaseCommand, CommandError, CommandParser
 
 from tests.bench import references
 from tests.bench.client import Download, fetch, login
-from tests.bench.serving import (
-    BENCH_PASSWORD,
-    BENCH_USER,
-    RssSampler,
-    open_write_files,
-    start_file_server,
-    start_portal,
-)
+from tests.bench.serving import BENCH_PASSWORD, BENCH_USER, start_file_server, start_portal
 from tests.bench.workloads import MAKERS, WORKLOADS, make_netinstall, source_checksums
+from tests.support.processes import RssSampler, open_write_files
 
 MB = 1_000_000
 FIRST_BYTE_TARGET = {"netinstall": 0.050, "many-files": 0.100}

@@ -1,9 +1,9 @@
-"""Test helper: read ISO images back, with pycdlib and with independent tools.
+"""Reading ISO images back, with pycdlib and with independent tools.
 
 pycdlib reads Rock Ridge paths and contents; the El Torito boot catalog and the boot
 info table are parsed here straight from the bytes (not through pycdlib, which wrote
-them); ``tool_listing``/``tool_extract`` run isoinfo, xorriso or bsdtar, each optional:
-tests that use one skip themselves through ``require_tool``.
+them); ``tool_listing``/``tool_extract`` run isoinfo, xorriso or bsdtar, each optional
+(``tools.require_tool``: a test skips without it, or fails under ISOPORTAL_REQUIRE_TOOLS).
 """
 
 from __future__ import annotations
@@ -12,7 +12,6 @@ import io
 import os
 import re
 import shlex
-import shutil
 import struct
 import subprocess
 from collections.abc import Iterator
@@ -20,23 +19,16 @@ from pathlib import Path
 from typing import Any
 
 import pycdlib
-import pytest
 from pycdlib.dr import DirectoryRecord
 from pycdlib.rockridge import RockRidge
+
+from tests.support.tools import require_tool
 
 SECTOR = 2048
 TOOLS = ("isoinfo", "xorriso", "bsdtar")
 # Tools print non-ASCII names in the locale's charset: ask for UTF-8.
 _TOOL_ENV = {**os.environ, "LC_ALL": "C.UTF-8", "LANG": "C.UTF-8"}
 _XORRISO_PROBLEM = re.compile(r"\b(WARNING|SORRY|FAILURE|FATAL|ABORT)\b")
-
-
-def require_tool(tool: str) -> str:
-    """The tool's path, or skip the calling test when it is not installed."""
-    path = shutil.which(tool)
-    if path is None:
-        pytest.skip(f"{tool} is not installed")
-    return path
 
 
 def _open(iso_path: Path) -> pycdlib.PyCdlib:
@@ -54,6 +46,27 @@ def _rock_ridge(iso: pycdlib.PyCdlib, rr_path: str) -> RockRidge:
     record = iso.get_record(rr_path=rr_path)
     assert isinstance(record, DirectoryRecord) and record.rock_ridge is not None
     return record.rock_ridge
+
+
+def read_rr_file(iso_image: Path | bytes, rr_path: str) -> bytes:
+    """One file's content by its Rock Ridge path (``/isolinux/isolinux.cfg``), from an ISO
+    file or an ISO held in memory."""
+    iso = pycdlib.PyCdlib()
+    if isinstance(iso_image, bytes):
+        iso.open_fp(io.BytesIO(iso_image))
+    else:
+        iso.open(str(iso_image))
+    try:
+        out = io.BytesIO()
+        iso.get_file_from_iso_fp(out, rr_path=rr_path)
+        return out.getvalue()
+    finally:
+        iso.close()
+
+
+def ks_script(iso_image: Path | bytes, name: str = "network.cfg") -> bytes:
+    """``ks_scripts/<name>``, one of the per-host files the portal adds, of an ISO."""
+    return read_rr_file(iso_image, f"/ks_scripts/{name}")
 
 
 def read_rr_files(iso_path: Path) -> dict[str, bytes]:

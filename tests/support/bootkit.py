@@ -1,4 +1,4 @@
-"""Test helper: a tiny bootable ISO source tree made from Debian's own packages.
+"""A tiny bootable ISO source tree made from Debian's own packages.
 
 The "boot kit" is what the boot tests put in the kickstart files location: a source tree
 that BIOS (isolinux) and UEFI (a standalone GRUB in ``images/efiboot.img``) both boot into
@@ -13,9 +13,10 @@ file, so only the first run pays for it (about ten seconds). The tools it runs a
 ``apt-get``/``apt-cache``/``dpkg`` and ``grub-mkstandalone`` (grub-common),
 ``mkfs.fat`` (dosfstools), ``mmd``/``mcopy`` (mtools); ``.ci/run`` installs them.
 
-``bootkit_source`` is the pytest fixture; ``BootkitUnavailable`` says why a kit cannot
-be made here (the fixture then skips, or fails when ``ISOPORTAL_REQUIRE_BOOT_TESTS`` is
-set, as CI does, so that a missing tool never passes as a skipped test).
+``bootkit_source`` (tests/conftest.py) is the pytest fixture; ``BootkitUnavailable`` says
+why a kit cannot be made here (the fixture then skips, or fails when
+``ISOPORTAL_REQUIRE_TOOLS`` is set, as CI does, so that a missing tool never passes as a
+skipped test: see ``tools``).
 """
 
 from __future__ import annotations
@@ -38,8 +39,6 @@ import time
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
-
-import pytest
 
 # The catalog entry the boot tests request ISOs from.
 BOOTKIT_OSVERSION = "Bootkit"
@@ -128,7 +127,6 @@ GRUB_MODULES = (
     "configfile test gzio efi_gop"
 )
 
-REQUIRE_ENV = "ISOPORTAL_REQUIRE_BOOT_TESTS"
 CACHE_ENV = "ISOPORTAL_BOOTKIT_CACHE"
 
 
@@ -178,7 +176,7 @@ def candidate_versions() -> dict[str, str]:
     return versions
 
 
-def download(versions: dict[str, str], debs: Path) -> dict[str, Path]:
+def download_debs(versions: dict[str, str], debs: Path) -> dict[str, Path]:
     """Each package's .deb, downloaded once into ``debs``; other versions are removed."""
     debs.mkdir(parents=True, exist_ok=True)
     wanted = {}
@@ -428,7 +426,7 @@ def bootkit_tree() -> Path:
     kernel = next(package for package in versions if package.startswith("linux-image-"))
     cache = cache_root()
     with locked(cache / "lock"):
-        debs = download(versions, cache / "debs")
+        debs = download_debs(versions, cache / "debs")
         fingerprint = hashlib.sha256(Path(__file__).read_bytes())
         for deb in debs.values():
             fingerprint.update(deb.name.encode() + b"\0")
@@ -454,17 +452,6 @@ def install_bootkit(kickstart_location: Path) -> Path:
     catalog[BOOTKIT_OSVERSION] = BOOTKIT_DIRECTORY
     catalog_file.write_text(json.dumps(catalog))
     return source
-
-
-@pytest.fixture
-def bootkit_source(kickstart_location: Path) -> Path:
-    """The boot kit as a source of the test's kickstart files location ("bootkit")."""
-    try:
-        return install_bootkit(kickstart_location)
-    except BootkitUnavailable as exc:
-        if os.environ.get(REQUIRE_ENV):
-            pytest.fail(f"boot kit unavailable, and {REQUIRE_ENV} is set: {exc}")
-        pytest.skip(f"boot kit unavailable: {exc}")
 
 
 # ------------------------------------------------------------------------------------

@@ -1,4 +1,4 @@
-"""Test helper: build realistic ISO source trees on disk, and fingerprint them.
+"""Realistic ISO source trees on disk, and their fingerprints.
 
 A source tree looks like an extracted vendor netinstall ISO, small: a real
 ``isolinux.bin`` (Debian's, when installed), a kernel, an install image, a kickstart
@@ -15,6 +15,9 @@ import stat
 from pathlib import Path
 
 SYSTEM_ISOLINUX_BIN = Path("/usr/lib/ISOLINUX/isolinux.bin")
+
+# The catalog (osversions.json) of conftest's kickstart_location: a source tree for each.
+CATALOG = {"CentOS 7.2": "centos72", "Rocky Linux 8": "rocky/8"}
 
 ISOLINUX_CFG = b"""default linux
 prompt 0
