@@ -1,8 +1,9 @@
 """A real browser on the real server: log in, refuse, fix, download, read the ISO back, do it again.
 
 Playwright drives Debian's Chromium (``apt-get install chromium``; Playwright's own browser
-download is not used) against the portal under gunicorn on loopback. The screenshots it
-takes are the README's: ``tests/screenshots/generate.png`` and ``history.png``.
+download is not used) against the portal under gunicorn on loopback. It saves screenshots
+of the pages it checks, ``generate.png`` and ``history.png``, in ``build/screenshots/``
+(untracked: a test run never rewrites the checkout's files).
 """
 
 from __future__ import annotations
@@ -20,7 +21,7 @@ from tests.support.processes import poll
 # serialized_rollback: the flush between transactional tests would drop the migrated groups.
 pytestmark = pytest.mark.django_db(transaction=True, serialized_rollback=True)
 
-SCREENSHOTS = Path(__file__).parent / "screenshots"
+SCREENSHOTS = Path(__file__).resolve().parent.parent / "build" / "screenshots"
 ROOT_PASSWORD = "Browser test root pw"
 
 
@@ -51,7 +52,7 @@ def test_generate_iso_in_a_real_browser(
     from playwright.sync_api import expect
 
     page = browser_page
-    SCREENSHOTS.mkdir(exist_ok=True)
+    SCREENSHOTS.mkdir(parents=True, exist_ok=True)
 
     # Anonymous: the form sends us to the login page, which brings us back.
     page.goto(f"{portal_server}/isos/generate/")
