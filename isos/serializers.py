@@ -207,8 +207,10 @@ class AddressField(RuleField):
         return normal
 
 
-def ipv4_field(label: str) -> AddressField:
-    return AddressField(parse_ipv4, "must be a valid IPv4 address", max_length=15, label=label)
+def ipv4_field(label: str, help_text: str) -> AddressField:
+    return AddressField(
+        parse_ipv4, "must be a valid IPv4 address", max_length=15, label=label, help_text=help_text
+    )
 
 
 class InterfaceNameField(RuleField):
@@ -278,31 +280,59 @@ class IsoRequestSerializer(serializers.Serializer):  # type: ignore[type-arg]
     ``errors`` maps each field to its messages (for forms).
     """
 
-    osversionDir = OsVersionDirField(label="OS version directory")
-    hostName = HostNameField(label="Host name")
-    domainName = DomainNameField(label="Domain name")
-    rootPass = RootPassField(label="Root password", write_only=True, style={"input_type": "password"})
-    dhcp = DhcpField(label="DHCP (yes/no)")
-    ipAddress = ipv4_field("IPv4 address")
-    ipNetmask = NetmaskField(label="IPv4 netmask")
-    ipGateway = ipv4_field("IPv4 gateway")
+    # The labels and help texts are the Generate ISO page's too (isos.forms).
+    osversionDir = OsVersionDirField(
+        label="OS version directory", help_text="The ISO source the host installs from."
+    )
+    hostName = HostNameField(label="Host name", help_text="A single label, e.g. edge1.")
+    domainName = DomainNameField(label="Domain name", help_text="e.g. cdn.example")
+    rootPass = RootPassField(
+        label="Root password",
+        help_text="Stored in the ISO as a salted hash only; never shown again.",
+        write_only=True,
+        style={"input_type": "password"},
+    )
+    dhcp = DhcpField(label="DHCP (yes/no)", help_text="When yes, the static addresses are not used.")
+    ipAddress = ipv4_field("IPv4 address", "e.g. 192.0.2.10")
+    ipNetmask = NetmaskField(label="IPv4 netmask", help_text="e.g. 255.255.255.0")
+    ipGateway = ipv4_field("IPv4 gateway", "e.g. 192.0.2.1")
     ip6Address = AddressField(
         parse_ipv6_with_prefix,
         "must be a valid IPv6 address (with optional CIDR prefix)",
         label="IPv6 address (optional /prefix)",
+        help_text="e.g. 2001:db8::10/64",
     )
     ip6Gateway = AddressField(
-        parse_ipv6_without_prefix, "must be a valid IPv6 address (without prefix)", label="IPv6 gateway"
+        parse_ipv6_without_prefix,
+        "must be a valid IPv6 address (without prefix)",
+        label="IPv6 gateway",
+        help_text="Without prefix, e.g. 2001:db8::1",
     )
-    interfaceMtu = MtuField(label="Interface MTU")
-    interfaceName = InterfaceNameField(label="Interface name (bondN makes an LACP bond)")
-    disk = DiskField(label="Boot disk (e.g. sda)")
+    interfaceMtu = MtuField(
+        label="Interface MTU",
+        help_text=f"1500 is the norm, 9000 for jumbo frames; {MTU_RANGE[0]} to {MTU_RANGE[1]}.",
+    )
+    interfaceName = InterfaceNameField(
+        label="Interface name (bondN makes an LACP bond)", help_text="e.g. eth0, ens3, or bond0."
+    )
+    disk = DiskField(
+        label="Boot disk (e.g. sda)",
+        help_text="A device under /dev/, without /dev/: sda, nvme0n1 or disk/by-id/...",
+    )
     mgmtIpAddress = AddressField(
-        parse_ip, "must be a valid IPv4 or IPv6 address", label="Management IP address"
+        parse_ip,
+        "must be a valid IPv4 or IPv6 address",
+        label="Management IP address",
+        help_text="IPv4 or IPv6",
     )
-    mgmtIpNetmask = NetmaskField(label="Management netmask")
-    mgmtIpGateway = AddressField(parse_ip, "must be a valid IPv4 or IPv6 address", label="Management gateway")
-    mgmtInterface = InterfaceNameField(label="Management interface")
+    mgmtIpNetmask = NetmaskField(label="Management netmask", help_text="e.g. 255.255.255.0")
+    mgmtIpGateway = AddressField(
+        parse_ip,
+        "must be a valid IPv4 or IPv6 address",
+        label="Management gateway",
+        help_text="Of the same IP family as the address.",
+    )
+    mgmtInterface = InterfaceNameField(label="Management interface", help_text="e.g. eth1")
 
     alert_text = ""
 
