@@ -19,7 +19,7 @@ from django.http import HttpRequest, StreamingHttpResponse
 from django.views.decorators.debug import sensitive_variables
 
 from isos.audit import STARTED_ATTRIBUTE, AuditedStream, mark_attempt_started, record_attempt
-from isos.engine.builder import IsoImage, SourceError, describe_boot
+from isos.engine import IsoImage, SourceError, describe_boot
 from isos.engine.hook import BUILT_BY_HOOK, HookError, HookIso, find_generate_hook, run_generate_hook
 from isos.engine.layout_cache import layout_cache
 from isos.kickstart import IsoRequest, nameservers_from_resolv_conf, render_ks_scripts

@@ -3,9 +3,9 @@
 This module owns the rule that decides, for one source directory, the BIOS boot file,
 the El Torito catalog's path, the UEFI boot image, the volume id, and whether the ISO
 can be hybrid (boot from a USB stick), and the one-line description of that decision.
-The builder applies the decision; ``describe_boot()`` states it before any build. Both
-go through :func:`resolve_boot` with a *probe* that looks a path up (in the scanned tree,
-or on disk), so they cannot disagree.
+The layout (:mod:`isos.engine.layout`) applies the decision; ``describe_boot()`` states it
+before any build. Both go through :func:`resolve_boot` with a *probe* that looks a path
+up (in the scanned tree, or on disk), so they cannot disagree.
 
 By convention: ``isolinux/isolinux.bin`` (BIOS, catalog ``isolinux/boot.cat``) and the
 first of :data:`EFI_IMAGES` present (UEFI). A source whose layout differs names its files
@@ -220,7 +220,7 @@ def _catalog_path(
 
 
 def disk_probe(source_dir: str) -> Probe:
-    """A probe of the tree on disk, by the builder's rules: no symlink is followed, any
+    """A probe of the tree on disk, by the layout's rules: no symlink is followed, any
     path that cannot be read counts as absent (the build then says why)."""
 
     def probe(rel: str) -> Found | None:

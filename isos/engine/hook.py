@@ -3,7 +3,7 @@
 Traffic Ops lets an ISO source carry an executable ``generate``: it is run with one
 argument, the path where it must write the ISO, and that ISO is sent instead of the
 portal's own build. This module runs it and hands back a :class:`HookIso` that streams
-like the builder's ``IsoImage`` (exact ``size``, iterated once, ``close()``).
+like the engine's ``IsoImage`` (exact ``size``, iterated once, ``close()``).
 
 What the hook gets (README, "The generate hook"):
 
@@ -46,7 +46,7 @@ from isos.engine.boot_plan import BIOS_BOOT_FILE, EFI_IMAGES, BootSettingsError,
 logger = logging.getLogger(__name__)
 
 HOOK_FILE_NAME = "generate"
-# What ks_scripts/state.out says instead of the builder's boot description.
+# What ks_scripts/state.out says instead of the engine's boot description.
 BUILT_BY_HOOK = "ISO made by the source's generate hook"
 # The hook's whole PATH: no trace of the server's own environment.
 HOOK_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
@@ -137,7 +137,7 @@ def boot_images(source: Path) -> set[str]:
 
     mkisofs and genisoimage ``-boot-info-table`` rewrite the boot image in place (xorriso
     does not); through a symlink that would patch the shared source, the very file every
-    other request boots from. So: the builder's conventional names, and those the
+    other request boots from. So: the engine's conventional names, and those the
     source's ``isoportal.json`` names. They are small (isolinux.bin about 40 KiB, an EFI
     image a few MiB).
     """

@@ -2,7 +2,7 @@
 
 pycdlib takes most of a second to lay out a tree of 10,000 files, yet only the five
 small ``ks_scripts`` files change from one request to the next. The cache keeps one
-:class:`~isos.engine.builder.LayoutTemplate` per source (and set of extra file names), and each
+:class:`~isos.engine.template.LayoutTemplate` per source (and set of extra file names), and each
 request only fills in its own files.
 
 When is a template stale? Its layout depends on the tree's names, types, sizes, modes,
@@ -36,8 +36,11 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 
 from isos.engine.boot_plan import content_inputs
-from isos.engine.builder import IsoImage, LayoutTemplate, build_iso, is_vendor_iso
+from isos.engine.build import build_iso
 from isos.engine.layout_process import make_layout_template_in_child
+from isos.engine.stream import IsoImage
+from isos.engine.template import TEMPLATE_EXTRA_MAX, LayoutTemplate
+from isos.engine.vendor import is_vendor_iso
 
 DEFAULT_MAX_ENTRIES = 8
 DEFAULT_MAX_BYTES = 64 << 20
@@ -138,14 +141,14 @@ class LayoutCache:
         volume_id: str = "CDROM",
         chunk_size: int | None = None,
     ) -> IsoImage:
-        """Like :func:`isos.engine.builder.build_iso`, from a cached layout when one fits.
+        """Like :func:`isos.engine.build.build_iso`, from a cached layout when one fits.
 
         Extra files that do not fit a template (empty, or over one block) fall back to a
         full build, as does a source that cannot be fingerprinted (build_iso() then
         raises SourceError with the reason). ``chunk_size`` defaults to the cache's.
         """
         chunk_size = chunk_size or self.chunk_size
-        if not all(1 <= len(data) <= 2048 for data in extra_files.values()):
+        if not all(1 <= len(data) <= TEMPLATE_EXTRA_MAX for data in extra_files.values()):
             return build_iso(source_dir, extra_files, volume_id=volume_id, chunk_size=chunk_size)
         source = os.path.realpath(os.fspath(source_dir))
         try:

@@ -3,7 +3,7 @@
 pycdlib builds a Python object per record: laying out 10,000 files takes some 60 MB,
 which a long-lived worker would keep (freed Python memory rarely goes back to the
 system). The child lays the tree out, sends back the finished
-:class:`~isos.engine.builder.LayoutTemplate` (a few MB: the rendered metadata and the plan), and
+:class:`~isos.engine.template.LayoutTemplate` (a few MB: the rendered metadata and the plan), and
 exits, returning all of it. Costs a Python start (about 0.15 s) on a cache miss only.
 
 Run as ``python -m isos.engine.layout_process`` with a JSON request on stdin; it answers with a
@@ -20,7 +20,8 @@ import subprocess
 import sys
 from collections.abc import Sequence
 
-from isos.engine.builder import LayoutTemplate, SourceError, make_layout_template
+from isos.engine.errors import SourceError
+from isos.engine.template import LayoutTemplate, make_layout_template
 
 
 def make_layout_template_in_child(

@@ -18,7 +18,7 @@ import time
 from pathlib import Path
 from typing import cast
 
-from isos.engine.builder import BOOT_FILE
+from isos.engine import BOOT_FILE
 
 CHUNK = 1 << 20
 MKISOFS_FLAGS = [

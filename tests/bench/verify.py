@@ -15,7 +15,7 @@ from typing import BinaryIO, cast
 
 import pycdlib
 
-from isos.engine.builder import BOOT_FILE
+from isos.engine import BOOT_FILE
 from tests.bench.workloads import BOOT_INFO_TABLE
 
 BLOCK = 2048

@@ -16,7 +16,7 @@ import zlib
 from dataclasses import dataclass
 from pathlib import Path
 
-from isos.engine.builder import BOOT_FILE
+from isos.engine import BOOT_FILE
 
 # Seeded, not secure, on purpose: the same trees every run.
 

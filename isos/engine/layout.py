@@ -1,0 +1,327 @@
+"""Laying an image out with pycdlib: a source directory, or a vendor ISO, plus the extra files.
+
+pycdlib only stats source files here (and reads the BIOS boot file once, for the boot
+info table's checksum); nothing is written. The result, :class:`Layout`, says where each
+file's bytes go and where they come from; the stream and the templates take it from
+there. Both kinds of source share one tail: the hybrid MBR/GPT, the final size and the
+file extents (:func:`_finish`).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import os
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+import pycdlib
+from pycdlib.pycdlibexception import PyCdlibException
+
+from isos.engine.boot_plan import BootPlan, BootSettingsError, read_settings, read_vendor_boot, resolve_boot
+from isos.engine.errors import SourceError
+from isos.engine.hybrid import add_isohybrid, hybrid_seed, settle_gpt
+from isos.engine.names import (
+    RELOCATION_DEPTH,
+    RELOCATION_KEY,
+    RELOCATION_RR_NAME,
+    assign_names,
+    printable,
+    valid_utf8,
+    volume_label,
+)
+from isos.engine.plan import FileData
+from isos.engine.pycdlib_internals import close_quietly, file_extents, volume_size
+from isos.engine.scan import check_extra_path, overlay_extras, scan_source, tree_probe
+from isos.engine.tree import Entry, lookup, max_dir_depth, walk_files
+from isos.engine.vendor import VendorOrigin, add_extra_files, is_vendor_iso, open_vendor_iso, vendor_origin
+
+
+@dataclass
+class Layout:
+    """pycdlib's layout of a tree, before its metadata is rendered."""
+
+    iso: pycdlib.PyCdlib
+    files: list[FileData]
+    patches: list[tuple[int, bytes]]  # everything the stream patches over the metadata
+    fixes: list[tuple[int, bytes]]  # of which: our corrections to pycdlib's write_fp()
+    size: int  # with the hybrid padding
+    boot_description: str
+    # extra file → (ISO9660 path, Joliet path, or None in a vendor ISO without Joliet)
+    extra_paths: dict[str, tuple[str, str | None]]
+
+
+@contextlib.contextmanager
+def closed_on_error(iso: pycdlib.PyCdlib) -> Iterator[None]:
+    """Release pycdlib's state (and any file it opened) if anything in the block fails."""
+    try:
+        yield
+    except BaseException:
+        close_quietly(iso)
+        raise
+
+
+def lay_out(source_dir: os.PathLike[str] | str, extra_files: Mapping[str, bytes], volume_id: str) -> Layout:
+    """The layout of a source directory or vendor ISO plus ``extra_files``.
+
+    Raises SourceError when the source cannot be laid out, ValueError for a malformed
+    extra file path. The caller closes ``Layout.iso``.
+    """
+    root = os.path.abspath(os.fspath(source_dir))
+    if is_vendor_iso(root):
+        return _lay_out_vendor_iso(root, extra_files)
+    return _lay_out_tree(root, extra_files, volume_id)
+
+
+def _lay_out_tree(root: str, extra_files: Mapping[str, bytes], volume_id: str) -> Layout:
+    top = scan_source(root)
+    try:
+        settings = read_settings(root)
+    except BootSettingsError as exc:
+        raise SourceError(str(exc)) from exc
+    overlay_extras(top, extra_files)
+    try:
+        boot = resolve_boot(settings, tree_probe(top))
+    except BootSettingsError as exc:
+        raise SourceError(str(exc)) from exc
+
+    if boot.boot_catalog is not None:
+        folder, _, name = boot.boot_catalog.rpartition("/")
+        parent = lookup(top, folder) if folder else top
+        assert parent is not None and parent.kind == "dir"  # resolve_boot checked it
+        parent.children[name] = Entry(name=name, rel=boot.boot_catalog, kind="catalog")
+    if max_dir_depth(top) >= RELOCATION_DEPTH:
+        # pycdlib will create the relocation directory at the root: reserve its names
+        # so that no source entry can clash with it.
+        top.children[RELOCATION_KEY] = Entry(
+            name=RELOCATION_RR_NAME, rel=RELOCATION_RR_NAME, kind="relocation"
+        )
+    assign_names(top)
+    relocation = top.children.pop(RELOCATION_KEY, None)
+
+    iso = pycdlib.PyCdlib()
+    with closed_on_error(iso):
+        iso.new(
+            interchange_level=3,
+            vol_ident=boot.volume_id or volume_label(volume_id),
+            joliet=3,
+            rock_ridge="1.09",
+        )
+        if relocation is not None:
+            iso.set_relocated_name(relocation.iso_name, relocation.rr_name)
+        memory: dict[int, Entry] = {}
+        _populate(iso, top, memory)
+        if boot.bootable:
+            _add_boot_entries(iso, top, boot)
+        return _finish(
+            iso,
+            memory=memory,
+            sources={e.source: e for e in walk_files(top) if e.source is not None},
+            extra_paths={entry.rel: (entry.iso_path, entry.joliet_path) for entry in memory.values()},
+            hybrid=boot.hybrid,
+            efi=boot.efi_image is not None,
+            boot_description=boot.description(),
+        )
+
+
+def _lay_out_vendor_iso(path: str, extra_files: Mapping[str, bytes]) -> Layout:
+    """Open the vendor ISO, put the extra files in, lay it out; nothing is written to it.
+
+    pycdlib parses every directory record of the ISO into objects (a few per file: some
+    60 MB for a DVD of 10,000 files); the layout cache does this in a child process.
+    The vendor's El Torito entries, boot info table and volume id are kept as parsed
+    (pycdlib re-patches the boot info table with the boot file's new place). Its hybrid
+    MBR/GPT is not re-laid out as parsed: pycdlib 1.22.0 gets that wrong (an MBR-only one
+    fails in force_consistency() once the ISO has an EFI entry; a GPT comes out with a
+    wrong array CRC and a backup GPT where none fits). It is dropped, and made anew the
+    way a directory source's is (:mod:`isos.engine.hybrid`) when the initial entry boots
+    an isohybrid isolinux.bin, whether the vendor's was hybrid or not.
+    """
+    for key in extra_files:
+        check_extra_path(key)
+    origin = vendor_origin(path)
+    boot = read_vendor_boot(path)
+    iso = pycdlib.PyCdlib()
+    with closed_on_error(iso):
+        open_vendor_iso(iso, path)
+        memory, extra_paths = add_extra_files(iso, extra_files)
+        try:
+            return _finish(
+                iso,
+                memory=memory,
+                sources={},
+                extra_paths=extra_paths,
+                hybrid=boot.hybrid,
+                efi=0xEF in boot.platforms,
+                boot_description=boot.description(),
+                vendor=origin,
+            )
+        except PyCdlibException as exc:  # from force_consistency(): the rest say what failed
+            raise SourceError(f"cannot lay out the vendor ISO ({exc})") from exc
+
+
+def _finish(
+    iso: pycdlib.PyCdlib,
+    *,
+    memory: dict[int, Entry],
+    sources: dict[str, Entry],
+    extra_paths: dict[str, tuple[str, str | None]],
+    hybrid: bool,
+    efi: bool,
+    boot_description: str,
+    vendor: VendorOrigin | None = None,
+) -> Layout:
+    """Once every file is in: the hybrid MBR/GPT, the final layout, each file's extent."""
+    # pycdlib keeps the volume's size up to date as entries are added; the hybrid MBR
+    # and GPT depend on it (and on nothing added later).
+    iso_size = volume_size(iso)
+    padding, seed = 0, hybrid_seed(iso, iso_size)
+    if hybrid:
+        padding = add_isohybrid(iso, iso_size, efi, seed)
+    iso.force_consistency()
+    if volume_size(iso) != iso_size:
+        raise RuntimeError("pycdlib changed the volume size while laying it out")
+    fixes = settle_gpt(iso, seed) if hybrid and efi else []
+    files, patches = _file_layout(iso, memory, sources, vendor)
+    return Layout(iso, files, patches + fixes, fixes, iso_size + padding, boot_description, extra_paths)
+
+
+def _populate(iso: pycdlib.PyCdlib, top: Entry, memory: dict[int, Entry]) -> None:
+    """Add every entry, parents before children, in sorted order."""
+    pending: list[tuple[Entry, str, str]] = [(top, "", "")]
+    while pending:
+        directory, iso_dir, joliet_dir = pending.pop()
+        subdirs: list[tuple[Entry, str, str]] = []
+        for entry in sorted(directory.children.values(), key=lambda e: e.name):
+            iso_path = f"{iso_dir}/{entry.iso_name}"
+            joliet_path = f"{joliet_dir}/{entry.joliet_name}"
+            entry.iso_path, entry.joliet_path = iso_path, joliet_path
+            try:
+                if entry.kind == "dir":
+                    iso.add_directory(
+                        iso_path,
+                        rr_name=entry.rr_name,
+                        joliet_path=joliet_path,
+                        file_mode=entry.mode,
+                    )
+                    subdirs.append((entry, iso_path, joliet_path))
+                elif entry.kind == "file":
+                    assert entry.source is not None
+                    # add_file() stats the path and opens it only when written out,
+                    # so thousands of files never hold thousands of descriptors.
+                    iso.add_file(
+                        entry.source,
+                        iso_path=iso_path,
+                        rr_name=entry.rr_name,
+                        joliet_path=joliet_path,
+                        file_mode=entry.mode,
+                    )
+                elif entry.kind == "memory":
+                    data_fp = io.BytesIO(entry.data)
+                    memory[id(data_fp)] = entry
+                    iso.add_fp(
+                        data_fp,
+                        len(entry.data),
+                        iso_path=iso_path,
+                        rr_name=entry.rr_name,
+                        joliet_path=joliet_path,
+                        file_mode=entry.mode,
+                    )
+                elif entry.kind == "symlink":
+                    # Rock Ridge only: Joliet has no symlinks. The target is kept as
+                    # written, never followed (no loops, no escaping the tree).
+                    iso.add_symlink(
+                        symlink_path=iso_path,
+                        rr_symlink_name=entry.rr_name,
+                        rr_path=valid_utf8(entry.target),
+                    )
+                # "catalog" is added by add_eltorito(); "relocation" by pycdlib itself.
+            except PyCdlibException as exc:
+                raise SourceError(f"cannot lay out {printable(entry.rel)} ({exc})") from exc
+            except OSError as exc:
+                raise SourceError(f"cannot read {printable(entry.rel)} ({exc.strerror})") from exc
+        pending.extend(reversed(subdirs))
+
+
+def _add_boot_entries(iso: pycdlib.PyCdlib, top: Entry, boot: BootPlan) -> None:
+    """The BIOS entry first (the catalog's initial entry, which isohybrid's MBR code
+    loads), then the UEFI one in a section of its own (platform 0xEF)."""
+    assert boot.boot_catalog is not None
+    catalog = lookup(top, boot.boot_catalog)
+    assert catalog is not None and catalog.kind == "catalog"
+    entries: list[tuple[str, bool]] = []
+    if boot.bios_boot_file is not None:
+        entries.append((boot.bios_boot_file, False))
+    if boot.efi_image is not None:
+        entries.append((boot.efi_image, True))
+    for index, (rel, efi) in enumerate(entries):
+        image = lookup(top, rel)
+        assert image is not None
+        catalog_paths: dict[str, Any] = {}
+        if index == 0:  # the first call creates the catalog
+            catalog_paths = {
+                "bootcatfile": catalog.iso_path,
+                "rr_bootcatname": catalog.rr_name,
+                "joliet_bootcatfile": catalog.joliet_path,
+            }
+        try:
+            if efi:
+                # The image as it is: no emulation, no boot info table, its whole
+                # length as the sector count (pycdlib counts it when given None).
+                iso.add_eltorito(
+                    image.iso_path, **catalog_paths, platform_id=0xEF, efi=True, media_name="noemul"
+                )
+            else:
+                # Reads the boot file once, to checksum it for the boot info table;
+                # the table itself is only ever patched into the output stream.
+                iso.add_eltorito(
+                    image.iso_path,
+                    **catalog_paths,
+                    boot_load_size=4,
+                    platform_id=0,
+                    boot_info_table=True,
+                    media_name="noemul",
+                )
+        except PyCdlibException as exc:
+            raise SourceError(f"cannot make {printable(rel)} bootable ({exc})") from exc
+        except OSError as exc:
+            raise SourceError(f"cannot read {printable(rel)} ({exc.strerror})") from exc
+
+
+def _file_layout(
+    iso: pycdlib.PyCdlib,
+    memory: dict[int, Entry],
+    sources: dict[str, Entry],
+    vendor: VendorOrigin | None,
+) -> tuple[list[FileData], list[tuple[int, bytes]]]:
+    """Each file's place and origin, in disk order, plus the boot info table patches."""
+    files: list[FileData] = []
+    patches: list[tuple[int, bytes]] = []
+    for extent in file_extents(iso):
+        offset, length = extent.offset, extent.length
+        if vendor is not None and extent.original_offset is not None:
+            # Data still where the vendor ISO has it: read from there at stream time.
+            files.append(
+                FileData(
+                    offset,
+                    length,
+                    vendor.name,
+                    vendor.path,
+                    None,
+                    origin_offset=extent.original_offset,
+                    origin_stamp=vendor.stamp,
+                )
+            )
+        elif extent.path is not None:
+            entry = sources[extent.path]
+            files.append(FileData(offset, length, entry.rel, extent.path, None, entry.mode))
+        elif id(extent.fp) in memory:
+            entry = memory[id(extent.fp)]
+            files.append(FileData(offset, length, entry.rel, None, entry.data))
+        else:
+            raise RuntimeError("pycdlib inode with an unknown data source")
+        if extent.boot_info_table is not None:
+            patches.append((offset + 8, extent.boot_info_table))
+    files.sort(key=lambda f: f.offset)
+    return files, patches

@@ -1,0 +1,128 @@
+"""Reading a source directory into the entry tree, and overlaying a request's extra files.
+
+Only ``lstat`` and directory listings (and an access check per file): nothing is opened
+or followed, so the scan of 10,000 files stays cheap and no symlink leads out of the tree.
+"""
+
+from __future__ import annotations
+
+import os
+import stat
+from collections.abc import Mapping
+from typing import Final
+
+from isos.engine.boot_plan import HEAD_BYTES, Found, Probe
+from isos.engine.errors import SourceError
+from isos.engine.names import printable
+from isos.engine.tree import Entry, lookup
+
+_EFFECTIVE_IDS: Final = os.access in os.supports_effective_ids
+EXTRA_FILE_MODE: Final = 0o100444
+CREATED_DIR_MODE: Final = 0o040555
+
+
+def scan_source(root: str) -> Entry:
+    """Read the source tree's shape (lstat only, sorted walk, symlinks not followed)."""
+    try:
+        root_stat = os.stat(root)
+    except OSError as exc:
+        raise SourceError(f"the source directory cannot be read ({exc.strerror})") from exc
+    if not stat.S_ISDIR(root_stat.st_mode):
+        raise SourceError("the source path is not a directory")
+
+    top = Entry(name="", rel="", kind="dir", mode=root_stat.st_mode, source=root)
+    pending = [top]
+    while pending:
+        directory = pending.pop()
+        assert directory.source is not None
+        shown = directory.rel or "."
+        try:
+            with os.scandir(directory.source) as listing:
+                dir_entries = sorted(listing, key=lambda item: item.name)
+        except OSError as exc:
+            raise SourceError(f"cannot list directory {shown} ({exc.strerror})") from exc
+        for item in dir_entries:
+            rel = f"{directory.rel}/{item.name}" if directory.rel else item.name
+            try:
+                info = item.stat(follow_symlinks=False)
+            except OSError as exc:
+                raise SourceError(f"cannot stat {printable(rel)} ({exc.strerror})") from exc
+            mode = info.st_mode
+            if stat.S_ISDIR(mode):
+                child = Entry(name=item.name, rel=rel, kind="dir", mode=mode, source=item.path)
+                pending.append(child)
+            elif stat.S_ISREG(mode):
+                # pycdlib only stats files at layout time; os.access() catches an
+                # unreadable file now, before the first byte, without opening it
+                # (with the effective ids: those of the worker that will read it).
+                if not os.access(item.path, os.R_OK, effective_ids=_EFFECTIVE_IDS):
+                    raise SourceError(f"cannot read file {printable(rel)} (permission denied)")
+                child = Entry(name=item.name, rel=rel, kind="file", mode=mode, source=item.path)
+            elif stat.S_ISLNK(mode):
+                try:
+                    target = os.readlink(item.path)
+                except OSError as exc:
+                    raise SourceError(f"cannot read symlink {printable(rel)} ({exc.strerror})") from exc
+                child = Entry(name=item.name, rel=rel, kind="symlink", mode=mode, target=target)
+            else:
+                continue  # sockets, fifos and devices have no place on a CD
+            directory.children[item.name] = child
+    return top
+
+
+def overlay_extras(top: Entry, extra_files: Mapping[str, bytes]) -> None:
+    """Put the in-memory files into the tree, replacing source files of the same path."""
+    for key in sorted(extra_files):
+        check_extra_path(key)
+        parts = key.split("/")
+        directory = top
+        for depth, part in enumerate(parts[:-1], start=1):
+            rel = "/".join(parts[:depth])
+            existing = directory.children.get(part)
+            if existing is None:
+                existing = Entry(name=part, rel=rel, kind="dir", mode=CREATED_DIR_MODE)
+                directory.children[part] = existing
+            elif existing.kind != "dir":
+                raise SourceError(f"{printable(rel)} is not a directory in the source tree")
+            directory = existing
+        replaced = directory.children.get(parts[-1])
+        if replaced is not None and replaced.kind == "dir":
+            raise SourceError(f"{printable(key)} is a directory in the source tree")
+        directory.children[parts[-1]] = Entry(
+            name=parts[-1],
+            rel=key,
+            kind="memory",
+            mode=EXTRA_FILE_MODE,
+            data=bytes(extra_files[key]),
+        )
+
+
+def check_extra_path(key: str) -> None:
+    parts = key.split("/")
+    if not key or key.startswith("/") or any(p in ("", ".", "..") for p in parts):
+        raise ValueError(f"extra file path must be relative and normalized: {key!r}")
+    if "\x00" in key:
+        raise ValueError(f"extra file path holds a NUL character: {key!r}")
+
+
+def tree_probe(top: Entry) -> Probe:
+    """What :func:`isos.engine.boot_plan.resolve_boot` needs to know of the scanned tree."""
+
+    def probe(rel: str) -> Found | None:
+        entry = lookup(top, rel)
+        if entry is None:
+            return None
+        if entry.kind == "dir":
+            return Found("dir")
+        if entry.kind == "memory":
+            return Found("file", len(entry.data), entry.data[:HEAD_BYTES])
+        if entry.kind != "file":
+            return None
+        assert entry.source is not None
+        try:
+            with open(entry.source, "rb") as handle:
+                return Found("file", os.fstat(handle.fileno()).st_size, handle.read(HEAD_BYTES))
+        except OSError as exc:
+            raise SourceError(f"cannot read {printable(rel)} ({exc.strerror})") from exc
+
+    return probe
