@@ -9,7 +9,7 @@ as ``python -m isos.engine.layout_process``, so this package must not import it.
 
 from isos.engine.build import BOOT_FILE, build_iso, describe_boot
 from isos.engine.errors import SourceError, StreamError
-from isos.engine.stream import IsoImage
+from isos.engine.stream import IsoImage, IsoStream
 from isos.engine.template import TEMPLATE_EXTRA_MAX, LayoutTemplate, make_layout_template
 from isos.engine.vendor import is_vendor_iso
 
@@ -17,6 +17,7 @@ __all__ = [
     "BOOT_FILE",
     "TEMPLATE_EXTRA_MAX",
     "IsoImage",
+    "IsoStream",
     "LayoutTemplate",
     "SourceError",
     "StreamError",

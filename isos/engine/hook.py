@@ -2,8 +2,8 @@
 
 Traffic Ops lets an ISO source carry an executable ``generate``: it is run with one
 argument, the path where it must write the ISO, and that ISO is sent instead of the
-portal's own build. This module runs it and hands back a :class:`HookIso` that streams
-like the engine's ``IsoImage`` (exact ``size``, iterated once, ``close()``).
+portal's own build. This module runs it and hands back a :class:`HookIso`, an
+:class:`~isos.engine.stream.IsoStream` like the engine's own ``IsoImage``.
 
 What the hook gets (README, "The generate hook"):
 

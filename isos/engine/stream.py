@@ -1,4 +1,5 @@
-"""Streaming a planned image front to back: :class:`IsoImage`.
+"""Streaming a planned image front to back: :class:`IsoImage`, and the :class:`IsoStream`
+protocol every ISO the portal sends follows (the engine's image, a generate hook's file).
 
 Each source file (or range of a vendor ISO) is opened only while its bytes go out, into
 one reused chunk buffer; the boot info table and the GPT headers are patched into the
@@ -12,7 +13,7 @@ import functools
 import os
 import stat
 from collections.abc import Callable, Generator, Iterator, Sequence
-from typing import BinaryIO
+from typing import BinaryIO, Protocol
 
 import pycdlib
 
@@ -20,6 +21,20 @@ from isos.engine.errors import StreamError
 from isos.engine.names import printable
 from isos.engine.plan import FileData, Metadata, Piece
 from isos.engine.pycdlib_internals import close_quietly
+
+
+class IsoStream(Protocol):
+    """An ISO on its way out: exact ``size`` before the first byte, ``bytes`` chunks when
+    iterated (once), and ``close()``, idempotent, which also ends an iteration under way
+    and frees what the ISO holds (files, pycdlib's state). An iteration that cannot go on
+    raises, so a short stream never looks complete."""
+
+    @property
+    def size(self) -> int: ...
+
+    def __iter__(self) -> Iterator[bytes]: ...
+
+    def close(self) -> None: ...
 
 
 @functools.lru_cache(maxsize=4)
@@ -144,7 +159,7 @@ class IsoImage:
     """A laid-out ISO: exact ``size`` up front, bytes in disk order when iterated.
 
     Made by :func:`isos.engine.build.build_iso` and
-    :meth:`isos.engine.template.LayoutTemplate.instantiate`.
+    :meth:`isos.engine.template.LayoutTemplate.instantiate`; an :class:`IsoStream`.
     Iterate once; the chunks are fresh ``bytes`` the consumer may keep, ``chunk_size``
     long except the first (everything before the first source file's data, sent without
     reading any source file) and the last. ``close()`` releases pycdlib's state and the
