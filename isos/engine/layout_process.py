@@ -29,7 +29,8 @@ def make_layout_template_in_child(
 ) -> LayoutTemplate:
     """``make_layout_template()`` in a fresh interpreter; raises SourceError likewise."""
     request = json.dumps({"source": source_dir, "names": list(extra_names), "volume_id": volume_id})
-    project = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    # The checkout holding isos/ (this file is isos/engine/layout_process.py).
+    project = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
     child = subprocess.run(
         [sys.executable, "-m", "isos.engine.layout_process"],
         input=request.encode(),
