@@ -1,31 +1,41 @@
 """The Traffic Ops ISO routes: ``GET osversions``, and ``POST isos`` (the ISO, streamed).
 
-The road (DESIGN.md): session → ISO:GENERATE + ISO:READ → serializer rules → the
+The road (docs/design.md): session → ISO:GENERATE + ISO:READ → serializer rules → the
 user's OS versions → kickstart files → builder layout → ``StreamingHttpResponse`` with
-the exact Content-Length. The steps are shared with the web form (``isos.generation``);
-this view only turns their refusals and failures into Traffic Ops alerts. Everything
-that can fail is tried before the first byte, so it can still be a JSON alert; after
-it, a failure cuts the stream short.
+the exact Content-Length. The steps are shared with the page and the command
+(``isos.generation``), walked with this request's :class:`~isos.attempt.Attempt`; this
+view only turns their refusals and failures into Traffic Ops alerts (docs/api.md).
+Everything that can fail is tried before the first byte, so it can still be a JSON
+alert; after it, a failure cuts the stream short.
 """
 
 from __future__ import annotations
 
 import logging
-from typing import Any, NoReturn
+from typing import Any
 
 from django.http import HttpResponseBase
 from django.utils.decorators import method_decorator
 from django.views.decorators.debug import sensitive_post_parameters, sensitive_variables
 from drf_spectacular.utils import extend_schema, inline_serializer
 from rest_framework import serializers, status
+from rest_framework.permissions import IsAuthenticated
 from rest_framework.renderers import JSONRenderer
 from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.utils.serializer_helpers import ReturnDict
 from rest_framework.views import APIView
 
+from isos.attempt import Attempt, Road
 from isos.audit import record_attempt
-from isos.generation import GenerationFailed, catalog_for_attempt, checked_request, iso_download_response
+from isos.generation import (
+    GenerationFailed,
+    audit_permissions,
+    catalog_for_attempt,
+    checked_request,
+    failures_audited,
+    iso_download_response,
+)
 from isos.models import PERMISSION_LABELS, READ_ISO, IsoBuild
 from isos.openapi import ISO_SCHEMA
 from isos.renderers import BINARY_RENDERERS, IsoFormBrowsableAPIRenderer
@@ -38,32 +48,33 @@ from portal.trafficops.permissions import requires_permissions
 
 logger = logging.getLogger(__name__)
 
-# Set on the Django request once its refusal is audited: the browsable API checks the
-# permissions a second time to decide whether to draw its form.
-REFUSAL_RECORDED = "_iso_refusal_recorded"
-
 
 # Error reports (DEBUG pages, admin mails) must never show the root password.
 @method_decorator(sensitive_post_parameters("rootPass", "rootpass", "confirmRootPass"), name="dispatch")
 class GenerateIsoView(APIView):
     """Builds and streams a per-host installer ISO."""
 
-    permission_classes = [requires_permissions(PERMISSION_LABELS)]
+    # Anonymous: 401 from DRF. The ISO permissions are the road's own check (check_permissions).
+    permission_classes = [IsAuthenticated]
     renderer_classes = [JSONRenderer, IsoFormBrowsableAPIRenderer, *BINARY_RENDERERS]
+    # This request's attempt; the view lives as long as its request.
+    attempt: Attempt | None = None
 
     def get_serializer(self, *args: Any, **kwargs: Any) -> IsoRequestSerializer:
         """Used by the browsable API to draw its form."""
         return IsoRequestSerializer(*args, **kwargs)
 
-    def permission_denied(
-        self, request: Request, message: str | None = None, code: str | None = None
-    ) -> NoReturn:
-        django_request = request._request
-        if request.user.is_authenticated and not getattr(django_request, REFUSAL_RECORDED, False):
-            setattr(django_request, REFUSAL_RECORDED, True)
-            reason = str(message or "permission denied")
-            record_attempt(django_request, IsoBuild.Outcome.REFUSED, reason)
-        super().permission_denied(request, message, code)
+    def attempt_of(self, request: Request) -> Attempt:
+        """This request's attempt, begun at its permission check, when DRF knows the user."""
+        if self.attempt is None:
+            self.attempt = Attempt.from_request(request._request, Road.API)
+        return self.attempt
+
+    def check_permissions(self, request: Request) -> None:
+        super().check_permissions(request)
+        message = audit_permissions(self.attempt_of(request))
+        if message is not None:
+            self.permission_denied(request, message)
 
     def finalize_response(self, request: Request, response: Response, *args: Any, **kwargs: Any) -> Response:
         # (DRF's stubs say Response; the ISO's StreamingHttpResponse passes through too.)
@@ -78,21 +89,22 @@ class GenerateIsoView(APIView):
     @extend_schema(**ISO_SCHEMA)
     @method_decorator(sensitive_variables("body", "serializer"))
     def post(self, request: Request, version: str) -> HttpResponseBase:
-        django_request = request._request
+        attempt = self.attempt_of(request)
         try:
             body = json_object(request)
         except Exception as error:
-            record_attempt(django_request, IsoBuild.Outcome.REFUSED, f"decoding: {error}")
+            record_attempt(attempt, IsoBuild.Outcome.REFUSED, f"decoding: {error}")
             raise
         try:
-            catalog = catalog_for_attempt(django_request)
-            serializer = checked_request(django_request, body, catalog)
-            if not serializer.is_valid():
-                # The same alert as JSON; the serializer rides along so that the browsable
-                # API can show each message beside its field.
-                alert = ReturnDict(alerts_body(serializer.alert_text), serializer=serializer)
-                return Response(alert, status=status.HTTP_400_BAD_REQUEST)
-            return iso_download_response(django_request, serializer.iso_request(), serializer.safe_settings())
+            with failures_audited(attempt):
+                catalog = catalog_for_attempt(attempt)
+                serializer = checked_request(attempt, body, catalog)
+                if not serializer.is_valid():
+                    # The same alert as JSON; the serializer rides along so that the
+                    # browsable API can show each message beside its field.
+                    alert = ReturnDict(alerts_body(serializer.alert_text), serializer=serializer)
+                    return Response(alert, status=status.HTTP_400_BAD_REQUEST)
+                return iso_download_response(attempt, serializer.iso_request())
         except GenerationFailed:
             # The reason is in the log and the audit record, never in the response.
             return alert_response(status.HTTP_500_INTERNAL_SERVER_ERROR, INTERNAL_ERROR_TEXT)

@@ -1,5 +1,8 @@
 """The audit trail: one IsoBuild record per attempt, closed when the stream ends.
 
+Each record is written for an :class:`isos.attempt.Attempt` (who, from where, since when;
+docs/design.md), whichever caller started it.
+
 A refused or failed request is recorded at once. A streamed ISO is recorded as
 ``streaming`` before its first byte and closed by :class:`AuditedStream` when the WSGI
 server finishes with it: ``built`` when every byte went out, ``failed`` when the source
@@ -17,21 +20,18 @@ import json
 import logging
 import re
 import time
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from typing import Any
 
-from django.http import HttpRequest
 from django.utils import timezone
 
-from isos.engine import IsoStream
+from isos.attempt import Attempt
 from isos.models import IsoBuild
 from portal.trafficops.json_body import UNSTORABLE
 
 logger = logging.getLogger(__name__)
 request_logger = logging.getLogger("isos.requests")
 
-# Set on the request when an attempt starts, so its log line can say how long it took.
-STARTED_ATTRIBUTE = "_iso_attempt_started"
 # A value written bare in a log line; anything else is JSON-quoted (spaces, quotes, "=").
 BARE_VALUE = re.compile(r"^[^\s\"'=\\\x00-\x1f\x7f]+$")
 
@@ -50,21 +50,6 @@ def storable(value: Any) -> Any:
     if isinstance(value, list | tuple):
         return [storable(item) for item in value]
     return value
-
-
-def _client_address(request: HttpRequest) -> str | None:
-    return request.META.get("REMOTE_ADDR") or None
-
-
-def mark_attempt_started(request: HttpRequest) -> None:
-    """Note when an attempt started (the first call wins), for its log line's duration."""
-    if not hasattr(request, STARTED_ATTRIBUTE):
-        setattr(request, STARTED_ATTRIBUTE, time.monotonic())
-
-
-def _attempt_started(request: HttpRequest) -> float:
-    started = getattr(request, STARTED_ATTRIBUTE, None)
-    return started if isinstance(started, float) else time.monotonic()
 
 
 def log_value(value: object) -> str:
@@ -92,18 +77,17 @@ def log_request_line(build: IsoBuild, bytes_sent: int, started: float) -> None:
 
 
 def record_attempt(
-    request: HttpRequest,
+    attempt: Attempt,
     outcome: IsoBuild.Outcome,
     detail: str = "",
-    settings: Mapping[str, Any] | None = None,
     iso_size: int | None = None,
 ) -> IsoBuild:
-    """Create the record of one attempt; the request settings must hold no password."""
-    settings = storable(dict(settings or {}))
+    """Create the record of one attempt, with the request settings it holds (no password)."""
+    settings = storable(dict(attempt.settings))
     host, domain = settings.get("hostName"), settings.get("domainName")
     fqdn = f"{host}.{domain}" if isinstance(host, str) and isinstance(domain, str) else ""
     directory = settings.get("osversionDir")
-    user = request.user if request.user.is_authenticated else None
+    user = attempt.user if attempt.user.is_authenticated else None
     build = IsoBuild.objects.create(
         user=user,
         username=user.get_username() if user else "",
@@ -112,7 +96,7 @@ def record_attempt(
         outcome=outcome,
         detail=storable(detail),
         iso_size=iso_size,
-        client_address=_client_address(request),
+        client_address=attempt.client_address,
         request_settings=settings,
         finished_at=None if outcome == IsoBuild.Outcome.STREAMING else timezone.now(),
     )
@@ -120,14 +104,15 @@ def record_attempt(
         logger.info("ISO build %s started: %s", build.pk, build)
     else:
         logger.info("ISO build %s %s: %s (%s)", build.pk, outcome, build, detail)
-        log_request_line(build, 0, _attempt_started(request))
+        log_request_line(build, 0, attempt.started)
+    attempt.record = build
     return build
 
 
 class AuditedStream:
     """Wraps the ISO's byte chunks, counting them and closing the audit record."""
 
-    def __init__(self, chunks: IsoStream, build: IsoBuild, started: float | None = None) -> None:
+    def __init__(self, chunks: Iterable[bytes], build: IsoBuild, started: float | None = None) -> None:
         self._chunks = chunks
         self._build = build
         self._started = time.monotonic() if started is None else started

@@ -1,29 +1,34 @@
-"""From a request's fields to the ISO download: the steps the API and the web form share.
+"""From a request's fields to the ISO download: the steps the API, the page and the command share.
 
-Both callers walk the same road (DESIGN.md): the user's OS versions, the serializer's
-rules, the kickstart files, the builder's layout, and a ``StreamingHttpResponse`` with
-the exact Content-Length, each step audited the same way. Only how a refusal or a
-failure is shown differs (a JSON alert, or a page), so that part stays with the callers.
+Every caller walks the same road (docs/design.md) with its :class:`~isos.attempt.Attempt`:
+the permission check, the user's OS versions, the serializer's rules, the kickstart
+files, the builder's layout, and the audited stream of the ISO, each step audited the
+same way. Whatever raises unexpectedly on the way is audited too (:func:`failures_audited`).
+Only how a refusal or a failure is shown differs (a JSON alert, a page, an exit status),
+so that part stays with the callers.
 """
 
 from __future__ import annotations
 
 import logging
 import re
-from collections.abc import Mapping
+import traceback
+from collections.abc import Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from typing import Any
 from urllib.parse import quote
 
 from django.conf import settings
-from django.http import HttpRequest, StreamingHttpResponse
+from django.http import StreamingHttpResponse
 from django.views.decorators.debug import sensitive_variables
 
-from isos.audit import STARTED_ATTRIBUTE, AuditedStream, mark_attempt_started, record_attempt
-from isos.engine import IsoStream, SourceError, describe_boot
-from isos.engine.hook import BUILT_BY_HOOK, HookError, find_generate_hook, run_generate_hook
+from isos.attempt import Attempt
+from isos.audit import AuditedStream, record_attempt
+from isos.engine.builder import IsoImage, SourceError, describe_boot
+from isos.engine.hook import BUILT_BY_HOOK, HookError, HookIso, find_generate_hook, run_generate_hook
 from isos.engine.layout_cache import layout_cache
 from isos.kickstart import IsoRequest, nameservers_from_resolv_conf, render_ks_scripts
-from isos.models import IsoBuild
+from isos.models import PERMISSION_LABELS, IsoBuild
 from isos.serializers import IsoRequestSerializer
 from osversions.catalog import (
     CatalogError,
@@ -31,6 +36,7 @@ from osversions.catalog import (
     resolve_source,
     usable_catalog,
 )
+from portal.trafficops.permissions import missing_permission_labels, missing_permissions_message
 
 logger = logging.getLogger(__name__)
 
@@ -45,7 +51,7 @@ class GenerationFailed(Exception):
 
 
 def iso_filename(iso_request: IsoRequest) -> str:
-    """``<fqdn>-<osversionDir>.iso`` with every ``/`` replaced by ``_`` (API.md)."""
+    """``<fqdn>-<osversionDir>.iso`` with every ``/`` replaced by ``_`` (docs/api.md)."""
     return f"{iso_request.fqdn}-{iso_request.osversion_dir}.iso".replace("/", "_")
 
 
@@ -62,55 +68,116 @@ def nameservers() -> list[str]:
     return list(settings.ISO_NAMESERVERS) or nameservers_from_resolv_conf(settings.RESOLV_CONF)
 
 
-def record_failure(request: HttpRequest, reason: str, safe_settings: Mapping[str, Any]) -> GenerationFailed:
+def missing_permissions(user: Any) -> str | None:
+    """Why ``user`` may not generate ISOs (Traffic Ops' message), or None when they may."""
+    missing = missing_permission_labels(user, PERMISSION_LABELS)
+    return missing_permissions_message(missing) if missing else None
+
+
+def audit_permissions(attempt: Attempt) -> str | None:
+    """The permission check of every road: :func:`missing_permissions`, audited as a refusal.
+
+    Once per attempt: the browsable API checks a second time to decide whether to draw
+    its form, and that is not a second attempt.
+    """
+    message = missing_permissions(attempt.user)
+    if message is not None and not attempt.refusal_recorded:
+        record_attempt(attempt, IsoBuild.Outcome.REFUSED, message)
+    return message
+
+
+def record_failure(attempt: Attempt, reason: str) -> GenerationFailed:
     """Log and audit a failure on our side; the caller raises what this returns."""
     logger.error("ISO generation failed before streaming: %s", reason)
-    record_attempt(request, IsoBuild.Outcome.FAILED, reason, safe_settings)
+    record_attempt(attempt, IsoBuild.Outcome.FAILED, reason)
     return GenerationFailed(reason)
 
 
-def catalog_for_attempt(request: HttpRequest) -> dict[str, str]:
-    """The OS versions this user may use, for a generation attempt.
+def unexpected_failure(attempt: Attempt, error: Exception, secret: str = "") -> GenerationFailed:
+    """Log (with the traceback) and audit an error nobody foresaw: a bad setting, a bug.
 
-    Raises GenerationFailed (audited) when osversions.json cannot be used. Every
-    caller starts its attempt here, so this is where its duration starts too.
+    ``secret`` (the root password, where a step holds it) is blotted out of the message
+    and the traceback, in case the error quotes it. An attempt that already has its
+    record (e.g. refused) keeps it.
     """
-    mark_attempt_started(request)
+    reason = f"unexpected error: {type(error).__name__}: {error}"
+    trace = "".join(traceback.format_exception(error))
+    if secret:
+        reason, trace = reason.replace(secret, "[root password]"), trace.replace(secret, "[root password]")
+    logger.error("ISO generation failed on our side: %s\n%s", reason, trace)
+    if not attempt.recorded:
+        record_attempt(attempt, IsoBuild.Outcome.FAILED, reason)
+    return GenerationFailed(reason)
+
+
+@contextmanager
+def failures_audited(attempt: Attempt) -> Iterator[None]:
+    """Around a caller's road: anything unexpected raised in it becomes GenerationFailed.
+
+    So every attempt is audited, and every caller answers an unexpected error as it
+    answers a known failure (a 500 alert, the page's apology, exit status 1), never with
+    the reason, which is for the log and the record.
+    """
     try:
-        return usable_catalog(request.user)
+        yield
+    except GenerationFailed:
+        raise
+    except Exception as error:
+        raise unexpected_failure(attempt, error) from error
+
+
+def catalog_for_attempt(attempt: Attempt) -> dict[str, str]:
+    """The OS versions this user may use; raises GenerationFailed (audited) when
+    osversions.json cannot be used."""
+    try:
+        return usable_catalog(attempt.user)
     except CatalogError as error:
-        raise record_failure(request, f"osversions: {error}", {}) from error
+        raise record_failure(attempt, f"osversions: {error}") from error
+
+
+def request_serializer(data: Mapping[str, Any], catalog: Mapping[str, str]) -> IsoRequestSerializer:
+    """The API's serializer for ``data``, offering this user's OS versions (unvalidated)."""
+    return IsoRequestSerializer(data=data, context={"offered_directories": set(catalog.values())})
+
+
+@sensitive_variables("serializer")
+def audit_validation(
+    attempt: Attempt, serializer: IsoRequestSerializer, page_refusals: Sequence[str] = ()
+) -> bool:
+    """Whether the request passed the serializer's rules and a page's own (``page_refusals``,
+    e.g. the password confirmation); a refusal is audited.
+
+    The attempt keeps what the audit may of the request (no password) from here on.
+    """
+    attempt.settings = serializer.safe_settings()
+    valid = serializer.is_valid()
+    if valid and not page_refusals:
+        return True
+    # One line in the API's form: the serializer's alert, then the page's own rules.
+    detail = (
+        ", ".join([serializer.alert_text, *page_refusals])
+        if not valid
+        else "validating: " + ", ".join(page_refusals)
+    )
+    record_attempt(attempt, IsoBuild.Outcome.REFUSED, detail)
+    return False
 
 
 @sensitive_variables("data", "serializer")
 def checked_request(
-    request: HttpRequest,
-    data: Mapping[str, Any],
-    catalog: Mapping[str, str],
-    form_refusals: Mapping[str, list[str]] | None = None,
+    attempt: Attempt, data: Mapping[str, Any], catalog: Mapping[str, str]
 ) -> IsoRequestSerializer:
     """The serializer, validated against this user's OS versions; a refusal is audited.
 
-    ``form_refusals`` are a page's own rules (field → messages, e.g. the password
-    confirmation), audited in the same record. Afterwards ``is_valid()`` answers from
-    its cache and ``errors``/``alert_text`` say why.
+    Afterwards ``is_valid()`` answers from its cache and ``errors``/``alert_text`` say why.
     """
-    serializer = IsoRequestSerializer(data=data, context={"offered_directories": set(catalog.values())})
-    valid = serializer.is_valid()
-    extra = [message for messages in (form_refusals or {}).values() for message in messages]
-    if not valid or extra:
-        # One line in the API's form: the serializer's alert, then the page's own rules.
-        detail = (
-            ", ".join([serializer.alert_text, *extra]) if not valid else "validating: " + ", ".join(extra)
-        )
-        record_attempt(request, IsoBuild.Outcome.REFUSED, detail, serializer.safe_settings())
+    serializer = request_serializer(data, catalog)
+    audit_validation(attempt, serializer)
     return serializer
 
 
 @sensitive_variables("iso_request", "files")
-def open_iso_stream(
-    request: HttpRequest, iso_request: IsoRequest, safe_settings: Mapping[str, Any]
-) -> AuditedStream:
+def open_iso_stream(attempt: Attempt, iso_request: IsoRequest) -> AuditedStream:
     """Build the ISO (or have the source's generate hook make it): its stream, audited
     until the last byte (``size`` is exact before the first).
 
@@ -122,7 +189,7 @@ def open_iso_stream(
         source = resolve_source(iso_request.osversion_dir)
         # The generate hook is a directory source's; a vendor ISO has none.
         hook = find_generate_hook(source, kickstart_files_location()) if source.is_dir() else None
-        image: IsoStream
+        image: IsoImage | HookIso
         if hook is None:
             files = render_ks_scripts(
                 iso_request, nameservers(), settings.ROOT_PASSWORD_HASH, describe_boot(source)
@@ -130,7 +197,7 @@ def open_iso_stream(
             # A cached layout of the source: only this request's ks_scripts files are new.
             image = layout_cache.build_iso(source, files, volume_id=settings.ISO_VOLUME_ID)
         else:
-            # Traffic Ops' convention: the source's own generate makes the ISO (API.md).
+            # Traffic Ops' convention: the source's own generate makes the ISO (docs/api.md).
             files = render_ks_scripts(iso_request, nameservers(), settings.ROOT_PASSWORD_HASH, BUILT_BY_HOOK)
             image = run_generate_hook(
                 hook,
@@ -142,19 +209,21 @@ def open_iso_stream(
                 osversion_dir=iso_request.osversion_dir,
             )
     except (CatalogError, SourceError, HookError) as error:
-        raise record_failure(request, str(error), safe_settings) from error
+        raise record_failure(attempt, str(error)) from error
+    except Exception as error:
+        # E.g. a bad ROOT_PASSWORD_HASH, or a bug in rendering ks_scripts: these steps
+        # hold the root password, so it is kept out of the reason.
+        raise unexpected_failure(attempt, error, secret=iso_request.root_pass) from error
 
-    build = record_attempt(request, IsoBuild.Outcome.STREAMING, settings=safe_settings, iso_size=image.size)
-    return AuditedStream(image, build, started=getattr(request, STARTED_ATTRIBUTE, None))
+    build = record_attempt(attempt, IsoBuild.Outcome.STREAMING, iso_size=image.size)
+    return AuditedStream(image, build, started=attempt.started)
 
 
 @sensitive_variables("iso_request")
-def iso_download_response(
-    request: HttpRequest, iso_request: IsoRequest, safe_settings: Mapping[str, Any]
-) -> StreamingHttpResponse:
-    """The ISO's stream as the download (API and form); raises GenerationFailed as
+def iso_download_response(attempt: Attempt, iso_request: IsoRequest) -> StreamingHttpResponse:
+    """The ISO's stream as the download (API and page); raises GenerationFailed as
     :func:`open_iso_stream` does."""
-    stream = open_iso_stream(request, iso_request, safe_settings)
+    stream = open_iso_stream(attempt, iso_request)
     response = StreamingHttpResponse(stream, content_type="application/download")
     # The exact size up front is what lets a browser show real download progress.
     response["Content-Length"] = str(stream.size)

@@ -1,9 +1,10 @@
 """The pages for people: the Generate ISO form and the history of builds.
 
 Thin views: the rules are the serializer's, the road to the download is
-``isos.generation`` (shared with the API), the form's fields are ``isos.web_form`` and
-the visibility of records is ``isos.history``. A successful form answers with the ISO
-itself, as the API does, so the browser saves it and shows its own progress.
+``isos.generation`` (shared with the API and the command, walked with the submission's
+:class:`~isos.attempt.Attempt`), the form is ``isos.forms`` and the visibility of records
+is ``isos.history`` (docs/design.md). A successful form answers with the ISO itself, as
+the API does, so the browser saves it and shows its own progress.
 """
 
 from __future__ import annotations
@@ -19,14 +20,21 @@ from django.urls import reverse
 from django.views.decorators.debug import sensitive_post_parameters, sensitive_variables
 from django.views.decorators.http import require_GET, require_http_methods
 
-from isos.audit import record_attempt
-from isos.generation import GenerationFailed, catalog_for_attempt, checked_request, iso_download_response
+from isos.attempt import Attempt, Road
+from isos.forms import GenerateForm
+from isos.generation import (
+    GenerationFailed,
+    audit_permissions,
+    audit_validation,
+    catalog_for_attempt,
+    failures_audited,
+    iso_download_response,
+    missing_permissions,
+)
 from isos.history import PAGE_SIZE, HistoryFilters, generate_again_query, sees_every_build, visible_builds
-from isos.models import PERMISSION_LABELS, IsoBuild
-from isos.web_form import GenerateForm
+from isos.models import IsoBuild
 from osversions.catalog import CatalogError, usable_catalog
 from osversions.models import OsVersion
-from portal.trafficops.permissions import missing_permission_labels, missing_permissions_message
 
 logger = logging.getLogger(__name__)
 
@@ -49,14 +57,11 @@ def render_form(
 @require_http_methods(["GET", "HEAD", "POST"])
 def generate_iso_page(request: HttpRequest) -> HttpResponseBase:
     """The form (prefilled from the query string), or on POST the ISO or the form with errors."""
-    missing = missing_permission_labels(request.user, PERMISSION_LABELS)
-    if missing:
-        message = missing_permissions_message(missing)
-        if request.method == "POST":
-            record_attempt(request, IsoBuild.Outcome.REFUSED, message)
-        raise PermissionDenied(message)
     if request.method == "POST":
         return submit_generate_form(request)
+    message = missing_permissions(request.user)
+    if message is not None:
+        raise PermissionDenied(message)
     try:
         catalog = usable_catalog(request.user)
     except CatalogError as error:
@@ -65,27 +70,28 @@ def generate_iso_page(request: HttpRequest) -> HttpResponseBase:
     return render_form(request, GenerateForm.from_query(request.GET, catalog))
 
 
-@sensitive_variables("form", "serializer")
+@sensitive_variables("form")
 def submit_generate_form(request: HttpRequest) -> HttpResponseBase:
-    """A submitted form: the ISO, or the form again with its messages.
+    """A submitted form, one attempt: the ISO, or the form again with its messages.
 
     The ISO is the API's own streaming response; messages go beside their fields (400);
-    a fault on our side is a polite page (500).
+    a fault on our side, foreseen or not, is a polite page (500).
     """
+    attempt = Attempt.from_request(request, Road.PAGE)
+    message = audit_permissions(attempt)
+    if message is not None:
+        raise PermissionDenied(message)
+    # Shown with the apology if the OS versions cannot even be read.
+    form = GenerateForm.unjudged(request.POST)
     try:
-        catalog = catalog_for_attempt(request)
+        with failures_audited(attempt):
+            form = GenerateForm(request.POST, catalog=catalog_for_attempt(attempt))
+            valid = form.is_valid()  # the serializer's rules, then the page's own
+            audit_validation(attempt, form.serializer, form.page_refusals)
+            if valid:
+                return iso_download_response(attempt, form.serializer.iso_request())
     except GenerationFailed:
-        return render_form(request, GenerateForm.from_post(request.POST, {}), 500, FAILURE_TEXT)
-    form = GenerateForm.from_post(request.POST, catalog)
-    refusals = form.form_refusals()
-    serializer = checked_request(request, form.request_body(), catalog, refusals)
-    if serializer.is_valid() and not refusals:
-        try:
-            return iso_download_response(request, serializer.iso_request(), serializer.safe_settings())
-        except GenerationFailed:
-            return render_form(request, form, 500, FAILURE_TEXT)
-    form.add_errors(serializer.errors)
-    form.add_errors(refusals)
+        return render_form(request, form, 500, FAILURE_TEXT)
     return render_form(request, form, 400)
 
 

@@ -1,9 +1,10 @@
 """``manage.py generate_iso``: the API's ``POST isos`` for scripts on the portal host.
 
-The same road as the API and the form (``isos.generation``): the named user's OS
-versions and permissions, the serializer's rules, the kickstart files, the layout cache
-or the source's generate hook, and an audit record in that user's name. Only the ends
-differ: options instead of a JSON body, a file (or stdout) instead of a response.
+The same road as the API and the page (``isos.generation``, docs/design.md), walked with
+an :class:`~isos.attempt.Attempt` of the ``command`` road: the named user's permissions
+and OS versions, the serializer's rules, the kickstart files, the layout cache or the
+source's generate hook, and an audit record in that user's name. Only the ends differ:
+options instead of a JSON body, a file (or stdout) instead of a response.
 
 The root password never comes from the command line, where ``ps`` would show it: it is
 asked for (no echo), read from stdin's first line, or taken from a named environment
@@ -23,15 +24,21 @@ from pathlib import Path
 from typing import IO, Any, NoReturn
 
 from django.contrib.auth import get_user_model
+from django.contrib.auth.models import User
 from django.core.management.base import BaseCommand, CommandParser
-from django.http import HttpRequest
 from django.views.decorators.debug import sensitive_variables
 
-from isos.audit import AuditedStream, record_attempt
-from isos.generation import GenerationFailed, catalog_for_attempt, checked_request, open_iso_stream
-from isos.models import PERMISSION_LABELS, IsoBuild
+from isos.attempt import Attempt, Road
+from isos.audit import AuditedStream
+from isos.generation import (
+    GenerationFailed,
+    audit_permissions,
+    catalog_for_attempt,
+    checked_request,
+    failures_audited,
+    open_iso_stream,
+)
 from isos.serializers import FIELD_ATTRIBUTES
-from portal.trafficops.permissions import missing_permission_labels, missing_permissions_message
 
 REFUSED = 2
 FAILED = 1
@@ -61,24 +68,23 @@ class Command(BaseCommand):
 
     @sensitive_variables("body")
     def handle(self, *args: Any, **options: Any) -> None:
-        request = self._request_as(options["user"])
+        attempt = Attempt(road=Road.COMMAND, user=self._active_user(options["user"]))
         output = options["output"]
         if output == "-" and sys.stdout.isatty():
             self._refuse("refusing to write an ISO to a terminal; give --output FILE or redirect stdout")
         given = {name: options[attribute] for name, attribute in FIELD_OPTIONS.items()}
         body: dict[str, Any] = {name: value for name, value in given.items() if value is not None}
         body["rootPass"] = self._root_password(options)
-        missing = missing_permission_labels(request.user, PERMISSION_LABELS)
-        if missing:
-            message = missing_permissions_message(missing)
-            record_attempt(request, IsoBuild.Outcome.REFUSED, message)
-            self._refuse(message)
+        refusal = audit_permissions(attempt)
+        if refusal is not None:
+            self._refuse(refusal)
         try:
-            catalog = catalog_for_attempt(request)
-            serializer = checked_request(request, body, catalog)
-            if not serializer.is_valid():
-                self._refuse(serializer.alert_text)
-            stream = open_iso_stream(request, serializer.iso_request(), serializer.safe_settings())
+            with failures_audited(attempt):
+                catalog = catalog_for_attempt(attempt)
+                serializer = checked_request(attempt, body, catalog)
+                if not serializer.is_valid():
+                    self._refuse(serializer.alert_text)
+                stream = open_iso_stream(attempt, serializer.iso_request())
         except GenerationFailed:
             # The reason is in the log and the audit record, as for the API.
             self._fail("the ISO could not be made; the reason is in the log and the audit record")
@@ -90,16 +96,13 @@ class Command(BaseCommand):
         finally:
             stream.close()
 
-    def _request_as(self, username: str) -> HttpRequest:
-        """A request in the name of an active user, as the audit and the rules expect."""
+    def _active_user(self, username: str) -> User:
+        """The active user whose permissions, OS versions and name the attempt takes."""
         model = get_user_model()
         user = model.objects.filter(**{model.USERNAME_FIELD: username, "is_active": True}).first()
         if user is None:
             self._refuse(f"no active user named {username!r}")
-        request = HttpRequest()
-        request.method = "POST"
-        request.user = user
-        return request
+        return user
 
     @sensitive_variables("password")
     def _root_password(self, options: dict[str, Any]) -> str:
