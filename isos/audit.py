@@ -20,12 +20,13 @@ import json
 import logging
 import re
 import time
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Iterator, Mapping
 from typing import Any
 
 from django.utils import timezone
 
 from isos.attempt import Attempt
+from isos.engine import IsoStream
 from isos.models import IsoBuild
 from portal.trafficops.json_body import UNSTORABLE
 
@@ -112,7 +113,7 @@ def record_attempt(
 class AuditedStream:
     """Wraps the ISO's byte chunks, counting them and closing the audit record."""
 
-    def __init__(self, chunks: Iterable[bytes], build: IsoBuild, started: float | None = None) -> None:
+    def __init__(self, chunks: IsoStream, build: IsoBuild, started: float | None = None) -> None:
         self._chunks = chunks
         self._build = build
         self._started = time.monotonic() if started is None else started

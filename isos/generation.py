@@ -24,8 +24,8 @@ from django.views.decorators.debug import sensitive_variables
 
 from isos.attempt import Attempt
 from isos.audit import AuditedStream, record_attempt
-from isos.engine.builder import IsoImage, SourceError, describe_boot
-from isos.engine.hook import BUILT_BY_HOOK, HookError, HookIso, find_generate_hook, run_generate_hook
+from isos.engine import IsoStream, SourceError, describe_boot
+from isos.engine.hook import BUILT_BY_HOOK, HookError, find_generate_hook, run_generate_hook
 from isos.engine.layout_cache import layout_cache
 from isos.kickstart import IsoRequest, nameservers_from_resolv_conf, render_ks_scripts
 from isos.models import PERMISSION_LABELS, IsoBuild
@@ -189,7 +189,7 @@ def open_iso_stream(attempt: Attempt, iso_request: IsoRequest) -> AuditedStream:
         source = resolve_source(iso_request.osversion_dir)
         # The generate hook is a directory source's; a vendor ISO has none.
         hook = find_generate_hook(source, kickstart_files_location()) if source.is_dir() else None
-        image: IsoImage | HookIso
+        image: IsoStream
         if hook is None:
             files = render_ks_scripts(
                 iso_request, nameservers(), settings.ROOT_PASSWORD_HASH, describe_boot(source)
