@@ -37,13 +37,12 @@ from django.db import connection
 
 from isos.models import IsoBuild
 from portal.trafficops.lockout import LOCKED_OUT_TEXT
-from tests.bench.client import Download, fetch, login
-from tests.bench.management.commands.isobench import request_body
-from tests.bench.workloads import make_netinstall, source_checksums
 from tests.support.api import PASSWORD
+from tests.support.downloads import Download, fetch, login
 from tests.support.processes import RssSampler, open_descriptor_targets, open_write_files, poll
 from tests.support.serving import serve_portal
 from tests.support.sources import tree_digest
+from tests.support.workloads import make_netinstall, request_body, source_checksums
 
 # serialized_rollback: the flush between transactional tests would drop the migrated groups.
 pytestmark = pytest.mark.django_db(transaction=True, serialized_rollback=True)
@@ -55,13 +54,13 @@ SCALE = 0.2
 ROUNDS = 2  # numbered 1 and 2; round 0 is the warm-up
 DOWNLOADS = 16
 WARM_UP_DOWNLOADS = 4
-# The README's production advice: a worker per core (2 here), 8 threads each, and
+# docs/operations.md's production advice: a worker per core (2 here), 8 threads each, and
 # MALLOC_ARENA_MAX=2. 16 downloads can fill all 16 threads: a short request that lands on a
 # worker whose threads all stream waits for one to finish (measured, reported, not asserted:
 # here most of them took 2-4 s), and must still get its right answer.
 WORKERS, THREADS = 2, 8
 # What a worker may add to its idle RSS (after warm-up) at its peak. Measured here: +3 to
-# +14 MB per worker. The kernel may hand one worker most of the 16 downloads; the README
+# +14 MB per worker. The kernel may hand one worker most of the 16 downloads; docs/operations.md
 # measured all 16 in one worker at +33 MB (77 -> 110 MB). 64 MB is about twice that worst
 # case, and far below one ISO (~220 MB): a worker that held an ISO in memory would fail.
 RSS_BOUND = 64 * MB

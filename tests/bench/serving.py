@@ -38,7 +38,7 @@ def start_portal(workdir: Path, kickstart: Path, threads: int) -> Gunicorn:
         "SECRET_KEY": "isobench-" + "x" * 50,
         "ALLOWED_HOSTS": "127.0.0.1",
         "LOG_LEVEL": "WARNING",
-        # As the README advises for threaded workers: two malloc arenas, not one per
+        # As docs/operations.md advises for threaded workers: two malloc arenas, not one per
         # thread, so freed stream buffers are reused instead of piling up.
         "MALLOC_ARENA_MAX": "2",
     }

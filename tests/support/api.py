@@ -1,6 +1,6 @@
 """Talking to the API the way Traffic Ops clients do, through Django's test client.
 
-``static_request`` is API.md's example request (static addressing) and ``EXPECTED_NETWORK_CFG``
+``static_request`` is docs/api.md's example request (static addressing) and ``EXPECTED_NETWORK_CFG``
 the network.cfg the portal must write for it (with the test settings' name servers).
 """
 
@@ -28,7 +28,7 @@ def post_json(client: Client, path: str, body: Any, **extra: Any) -> Any:
 
 
 def static_request(**overrides: Any) -> dict[str, Any]:
-    """The API.md example request (static addressing), with overrides (None removes a field)."""
+    """The docs/api.md example request (static addressing), with overrides (None removes a field)."""
     body: dict[str, Any] = {
         "osversionDir": "centos72",
         "hostName": "test",
@@ -63,3 +63,20 @@ def close_response(response: Any) -> None:
     would close the test's database connection); closing that generator does it its way.
     """
     response._iterator.close()
+
+
+# manage.py generate_iso's options for a static-addressing host, but --user and the password.
+STATIC_COMMAND_OPTIONS = [
+    "--osversion-dir=centos72",
+    "--host-name=test",
+    "--domain-name=quest",
+    "--dhcp=no",
+    "--ip-address=1.3.3.7",
+    "--ip-netmask=255.255.255.255",
+    "--ip-gateway=8.0.0.8",
+    "--ip6-address=1::3:3:7",
+    "--ip6-gateway=8::8",
+    "--interface-mtu=1500",
+    "--interface-name=eth0",
+    "--disk=sda",
+]

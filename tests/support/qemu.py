@@ -121,7 +121,7 @@ def boot(iso: Path, workdir: Path, firmware: Firmware, medium: Medium) -> Boot:
 
 
 def generate(client: Client, destination: Path, osversion_dir: str = BOOTKIT_DIRECTORY) -> Path:
-    """An ISO of the boot kit for API.md's static request, through the HTTP API."""
+    """An ISO of the boot kit for docs/api.md's static request, through the HTTP API."""
     response, data = download(client, static_request(osversionDir=osversion_dir))
     destination.write_bytes(data)
     assert destination.stat().st_size == int(response["Content-Length"])

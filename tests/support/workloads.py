@@ -1,4 +1,5 @@
-"""The benchmark's source trees, made from random bytes (PERFORMANCE.md's shapes).
+"""Large source trees made from random bytes (docs/performance.md's shapes), for the load
+test and the benchmark.
 
 - netinstall: about 1 GB in about 300 files (a big install image, rpms, isolinux);
 - many-files: 10,000 small files, about 50 MB (a full DVD tree's shape);
@@ -15,6 +16,7 @@ import shutil
 import zlib
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from isos.engine import BOOT_FILE
 
@@ -110,3 +112,20 @@ def source_checksums(root: Path) -> dict[str, tuple[int, int]]:
                 size += len(block)
         sums[relative] = (size, crc)
     return sums
+
+
+def request_body(workload: str, host: str) -> dict[str, Any]:
+    """A static-addressing POST isos body for one of the workloads' sources."""
+    return {
+        "osversionDir": workload,
+        "hostName": host,
+        "domainName": "bench.example",
+        "rootPass": "bench-root",
+        "dhcp": "no",
+        "ipAddress": "192.0.2.10",
+        "ipNetmask": "255.255.255.0",
+        "ipGateway": "192.0.2.1",
+        "interfaceMtu": 9000,
+        "interfaceName": "bond0",
+        "disk": "sda",
+    }

@@ -16,7 +16,7 @@ from typing import BinaryIO, cast
 import pycdlib
 
 from isos.engine import BOOT_FILE
-from tests.bench.workloads import BOOT_INFO_TABLE
+from tests.support.workloads import BOOT_INFO_TABLE
 
 BLOCK = 2048
 PREFIX_LIMIT = 32 << 20  # metadata of 10,000 files takes about 5 MB

@@ -1,8 +1,8 @@
-"""A real HTTP client for the benchmark: log in, download, time the first and last byte.
+"""A real HTTP client for the load test and the benchmark: log in, download, time the bytes.
 
 http.client from the standard library, one connection per download, the body read with
 ``readinto`` into one reused 1 MiB buffer; optionally every byte goes through a
-:class:`~tests.bench.verify.StreamVerifier`.
+:class:`~tests.support.verify.StreamVerifier`.
 """
 
 from __future__ import annotations
@@ -15,7 +15,7 @@ from http.cookies import SimpleCookie
 from typing import Any
 from urllib.parse import urlsplit
 
-from tests.bench.verify import StreamVerifier
+from tests.support.verify import StreamVerifier
 
 CHUNK = 1 << 20
 
