@@ -1,17 +1,6 @@
-"""The audit trail: one IsoBuild record per attempt, closed when the stream ends.
-
-Each record is written for an :class:`isos.attempt.Attempt` (who, from where, since when;
-docs/design.md), whichever caller started it.
-
-A refused or failed request is recorded at once. A streamed ISO is recorded as
-``streaming`` before its first byte and closed by :class:`AuditedStream` when the WSGI
-server finishes with it: ``built`` when every byte went out, ``failed`` when the source
-broke mid-stream, ``client_went_away`` when the server closed it early.
-
-When an attempt ends (at once, or when its stream is closed) one line goes to the
-``isos.requests`` logger, the same for the API, the form and ``manage.py generate_iso``:
-``key=value`` pairs (README, "Operations"), built only from the audit record's fields, so
-it can no more hold the root password than the record can.
+"""The audit trail: one IsoBuild record per attempt, closed when its stream ends, and one
+``isos.requests`` line made only from the record (docs/design.md, "One attempt, three
+callers"; docs/operations.md, "Request log").
 """
 
 from __future__ import annotations

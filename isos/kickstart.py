@@ -1,6 +1,6 @@
 """The per-host files of ``ks_scripts/``: a validated request in, file bytes out.
 
-The formats are Traffic Ops' own, byte for byte (API.md): the installer ``source``s
+The formats are Traffic Ops' own, byte for byte (docs/api.md): the installer ``source``s
 these files, so every value is double-quoted and has already passed a rule that keeps
 ``"``, ``\\``, ``$``, backticks and newlines out.
 """

@@ -1,7 +1,7 @@
 """The OpenAPI description (drf-spectacular) of ``POST isos``.
 
 The request's schema is drawn from :class:`IsoRequestSerializer`'s own fields (their
-names, labels and lengths) and API.md's rules for the required ones; its fields take
+names, labels and lengths) and docs/api.md's rules for the required ones; its fields take
 loose JSON types (dhcp a word or a boolean, the MTU a number or a string holding one)
 that drf-spectacular cannot guess from a plain ``Field``.
 """

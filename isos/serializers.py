@@ -1,7 +1,7 @@
 """The rules of a ``POST isos`` request, in one place for the API, the form and the admin.
 
 Traffic Ops' decoding is kept (keys match case-insensitively, dhcp and MTU have loose
-types, unknown keys are ignored), every rule of API.md is checked, and *every* broken
+types, unknown keys are ignored), every rule of docs/api.md is checked, and *every* broken
 rule is reported at once, in Traffic Ops' order first, then ours. Each message names its
 field so it reads well both joined into one alert and shown beside a form field.
 
@@ -28,7 +28,7 @@ MTU_RANGE = (1280, 9216)
 MAX_FQDN = 253
 DHCP_WORDS = {"yes": True, "true": True, "1": True, "no": False, "false": False, "0": False}
 
-# Traffic Ops' rules and messages, in its order (API.md).
+# Traffic Ops' rules and messages, in its order (docs/api.md).
 REQUIRED_FIELDS = ["osversionDir", "hostName", "domainName", "rootPass", "dhcp", "interfaceMtu"]
 REQUIRED_WITH_MGMT = ["mgmtInterface", "mgmtIpGateway"]
 REQUIRED_WITHOUT_DHCP = ["ipAddress", "ipNetmask", "ipGateway"]

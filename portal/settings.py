@@ -286,7 +286,7 @@ LOGGING = {
         # Django's request logger prints request bodies for nothing, but tracebacks of
         # 500s can hold local variables only with DEBUG; keep it at its default level.
         "django": {"handlers": ["console"], "level": "INFO", "propagate": False},
-        # One key=value line per ISO attempt (README, "Operations"), whatever LOG_LEVEL says.
+        # One key=value line per ISO attempt (docs/operations.md), whatever LOG_LEVEL says.
         "isos.requests": {"level": "INFO"},
     },
 }

@@ -21,22 +21,11 @@ from django.test import Client
 
 from isos.models import IsoBuild
 from portal.trafficops.alerts import INTERNAL_ERROR_TEXT
-from tests.support.api import ISOS_URL, post_json, static_request
+from tests.support.api import ISOS_URL, STATIC_COMMAND_OPTIONS, post_json, static_request
 
 SECRET = "Unforeseen-Walrus-4412"  # distinctive, to grep for
 PAGE_URL = "/isos/generate/"
-COMMAND_OPTIONS = [
-    "--user=op",
-    "--root-pass-env=ISO_TEST_ROOT_PASS",
-    "--osversion-dir=centos72",
-    "--host-name=test",
-    "--domain-name=quest",
-    "--dhcp=no",
-    "--ip-address=1.3.3.7",
-    "--ip-netmask=255.255.255.255",
-    "--ip-gateway=8.0.0.8",
-    "--interface-mtu=1500",
-]
+COMMAND_OPTIONS = ["--user=op", "--root-pass-env=ISO_TEST_ROOT_PASS", *STATIC_COMMAND_OPTIONS]
 
 
 @pytest.fixture
@@ -50,7 +39,7 @@ def broken_renderer(monkeypatch: pytest.MonkeyPatch) -> None:
 
 
 def page_data() -> dict[str, str]:
-    """What the browser posts for the API.md example (the DHCP switch off, so absent)."""
+    """What the browser posts for the docs/api.md example (the DHCP switch off, so absent)."""
     data = {key: str(value) for key, value in static_request(rootPass=SECRET).items() if key != "dhcp"}
     return {**data, "confirmRootPass": SECRET}
 

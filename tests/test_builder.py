@@ -1,4 +1,4 @@
-"""isos.engine.builder: layout, names, booting, and the disk-order stream (no Django, no database).
+"""isos.engine: layout, names, booting, and the disk-order stream (no Django, no database).
 
 The stream is checked byte for byte against pycdlib's own write_fp() of the same image,
 and the images are read back through pycdlib and through isoinfo, xorriso and bsdtar.

@@ -1,4 +1,4 @@
-"""isos.engine.builder booting: UEFI El Torito, hybrid MBR and GPT, and the source's settings file.
+"""isos.engine booting: UEFI El Torito, hybrid MBR and GPT, and the source's settings file.
 
 Images are read back raw (the boot catalog, the MBR, both GPTs) and through xorriso's
 ``-report_el_torito`` and ``-report_system_area``, which flag a broken partition table;
@@ -199,7 +199,7 @@ def test_uefi_alone_without_isolinux(tmp_path: Path) -> None:
     assert uefi["catalog_rba"] == extent_of(tmp_path / "out.iso", "/BOOT.CAT;1")
     report = xorriso_report(tmp_path / "out.iso", "el_torito")
     assert [row[:4] for row in fields(report, "El Torito boot img")] == [["1", "UEFI", "y", "none"]]
-    # pycdlib's isohybrid needs an isolinux initial entry: no MBR, no GPT (README).
+    # pycdlib's isohybrid needs an isolinux initial entry: no MBR, no GPT (docs/sources-and-booting.md).
     assert (tmp_path / "out.iso").read_bytes()[: SECTOR * 16].count(0) == SECTOR * 16
 
 

@@ -28,7 +28,7 @@ SECRET = "S3cret root pass!"
 
 
 def form_data(**overrides: Any) -> dict[str, str]:
-    """What the browser posts for the API.md example: the DHCP switch off (absent)."""
+    """What the browser posts for the docs/api.md example: the DHCP switch off (absent)."""
     data = {k: str(v) for k, v in static_request(rootPass=SECRET).items() if k != "dhcp"}
     data["confirmRootPass"] = SECRET
     data.update(overrides)

@@ -17,6 +17,7 @@ from django.test import Client
 from passlib.hash import sha512_crypt
 
 from isos.engine import build_iso
+from isos.engine import layout_cache as layout_cache_module
 from isos.models import IsoBuild
 from tests.support.api import EXPECTED_NETWORK_CFG, close_response, download, post_json, static_request
 from tests.support.isoread import read_rr_files
@@ -111,10 +112,17 @@ def test_dhcp_bond_and_case_insensitive_keys(operations_client: Client, tmp_path
 
 @pytest.mark.django_db
 def test_stream_equals_pycdlib_write_of_the_same_layout(
-    operations_client: Client, kickstart_location: Path, tmp_path: Path, frozen_clock: None
+    operations_client: Client,
+    kickstart_location: Path,
+    tmp_path: Path,
+    frozen_clock: None,
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     """The HTTP body is byte-identical to pycdlib's own write() of the same files (the clock
     pinned, so that the server's layout and this test's carry the same dates)."""
+    # The source never counts as settled, so the server lays it out in this process, under
+    # the pinned clock, rather than in a child process with the real one.
+    monkeypatch.setattr(layout_cache_module, "SETTLE_NS", 10**30)
     _, data = download(operations_client, static_request())
     iso_path = tmp_path / "out.iso"
     iso_path.write_bytes(data)

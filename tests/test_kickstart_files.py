@@ -1,4 +1,4 @@
-"""The ks_scripts files, byte for byte as API.md shows them, and the root password hash."""
+"""The ks_scripts files, byte for byte as docs/api.md shows them, and the root password hash."""
 
 from __future__ import annotations
 

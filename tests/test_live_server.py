@@ -1,6 +1,6 @@
 """Through a real WSGI server on loopback, with real HTTP clients.
 
-gunicorn (the production server the README names) serves the portal from another
+gunicorn (the production server docs/operations.md names) serves the portal from another
 process, on the test database; the clients are ``requests`` and the
 ``apache-trafficcontrol`` Python client that Traffic Ops users script with.
 """

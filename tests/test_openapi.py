@@ -1,4 +1,4 @@
-"""The OpenAPI description (GET /api/schema/) and its docs page (GET /api/docs/): API.md's routes."""
+"""The OpenAPI description (GET /api/schema/) and its docs page (GET /api/docs/): docs/api.md's routes."""
 
 from __future__ import annotations
 
@@ -18,7 +18,7 @@ from portal.urls import API_VERSIONS
 
 pytestmark = pytest.mark.django_db
 
-# API.md: each route, its method, and the statuses it answers with.
+# docs/api.md: each route, its method, and the statuses it answers with.
 ROUTES = {
     ("user/login", "post"): {"200", "400", "401", "429"},
     ("user/logout", "post"): {"200", "401"},

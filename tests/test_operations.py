@@ -24,24 +24,10 @@ from django.test import Client
 
 from isos.models import IsoBuild
 from osversions.models import OsVersion
-from tests.support.api import close_response, post_json, static_request
+from tests.support.api import STATIC_COMMAND_OPTIONS, close_response, post_json, static_request
 from tests.support.isoread import read_rr_files
 
 SECRET = "Zebra-Quartz-7781-unlikely"  # distinctive, to grep for
-STATIC_OPTIONS = [
-    "--osversion-dir=centos72",
-    "--host-name=test",
-    "--domain-name=quest",
-    "--dhcp=no",
-    "--ip-address=1.3.3.7",
-    "--ip-netmask=255.255.255.255",
-    "--ip-gateway=8.0.0.8",
-    "--ip6-address=1::3:3:7",
-    "--ip6-gateway=8::8",
-    "--interface-mtu=1500",
-    "--interface-name=eth0",
-    "--disk=sda",
-]
 EXPECTED_NETWORK_CFG = (
     b'IPADDR="1.3.3.7"\nNETMASK="255.255.255.255"\nGATEWAY="8.0.0.8"\nDEVICE="eth0"\nMTU="1500"\n'
     b'NAMESERVER="8.8.8.8,8.8.4.4"\nHOSTNAME="test.quest"\nNETWORKING_IPV6="yes"\n'
@@ -108,7 +94,9 @@ def test_generate_iso_writes_the_requests_iso(
 ) -> None:
     output = tmp_path / "host.iso"
     with caplog.at_level(logging.INFO):
-        status, out, err = generate("--user=op", "--root-pass-stdin", f"--output={output}", *STATIC_OPTIONS)
+        status, out, err = generate(
+            "--user=op", "--root-pass-stdin", f"--output={output}", *STATIC_COMMAND_OPTIONS
+        )
     assert status == 0, err
     files = read_rr_files(output)
     assert files["ks_scripts/network.cfg"] == EXPECTED_NETWORK_CFG
@@ -131,7 +119,7 @@ def test_generate_iso_takes_the_password_from_an_env_var(
     output = tmp_path / "host.iso"
     with caplog.at_level(logging.INFO):
         status, out, err = generate(
-            "--user=op", "--root-pass-env=ISO_ROOT_PASS", f"--output={output}", *STATIC_OPTIONS
+            "--user=op", "--root-pass-env=ISO_ROOT_PASS", f"--output={output}", *STATIC_COMMAND_OPTIONS
         )
     assert status == 0, err
     assert read_rr_files(output)["ks_scripts/network.cfg"] == EXPECTED_NETWORK_CFG
@@ -145,12 +133,12 @@ def test_generate_iso_prompts_for_the_password(
     answers = iter([SECRET, SECRET])
     monkeypatch.setattr("getpass.getpass", lambda prompt="": next(answers))
     output = tmp_path / "host.iso"
-    status, _, err = generate("--user=op", f"--output={output}", *STATIC_OPTIONS)
+    status, _, err = generate("--user=op", f"--output={output}", *STATIC_COMMAND_OPTIONS)
     assert status == 0, err
     assert output.exists()
 
     answers = iter([SECRET, "something else"])
-    status, _, err = generate("--user=op", f"--output={tmp_path / 'other.iso'}", *STATIC_OPTIONS)
+    status, _, err = generate("--user=op", f"--output={tmp_path / 'other.iso'}", *STATIC_COMMAND_OPTIONS)
     assert (status, err.strip()) == (2, "the two root passwords differ")
 
 
@@ -159,7 +147,7 @@ def test_generate_iso_prompts_for_the_password(
 def test_generate_iso_to_stdout(
     operator: User, tmp_path: Path, capsysbinary: pytest.CaptureFixture[bytes]
 ) -> None:
-    status, _, err = generate("--user=op", "--root-pass-stdin", "--output=-", *STATIC_OPTIONS)
+    status, _, err = generate("--user=op", "--root-pass-stdin", "--output=-", *STATIC_COMMAND_OPTIONS)
     assert status == 0, err
     written = capsysbinary.readouterr().out
     assert len(written) == IsoBuild.objects.get().iso_size
@@ -174,7 +162,7 @@ def test_a_refusal_prints_the_apis_alert_and_writes_nothing(
     operator: User, tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
     output = tmp_path / "host.iso"
-    options = [o for o in STATIC_OPTIONS if not o.startswith("--ip-gateway")]
+    options = [o for o in STATIC_COMMAND_OPTIONS if not o.startswith("--ip-gateway")]
     with caplog.at_level(logging.INFO):
         status, out, err = generate(
             "--user=op", "--root-pass-stdin", f"--output={output}", *options, "--interface-mtu=80"
@@ -199,11 +187,11 @@ def test_the_named_users_permissions_and_os_versions_apply(
 ) -> None:
     make_user("reader", "read-only")
     status, _, err = generate(
-        "--user=reader", "--root-pass-stdin", f"--output={tmp_path / 'a.iso'}", *STATIC_OPTIONS
+        "--user=reader", "--root-pass-stdin", f"--output={tmp_path / 'a.iso'}", *STATIC_COMMAND_OPTIONS
     )
     assert (status, err.strip()) == (2, "missing required Permissions: ISO:GENERATE")
     status, _, err = generate(
-        "--user=nobody", "--root-pass-stdin", f"--output={tmp_path / 'a.iso'}", *STATIC_OPTIONS
+        "--user=nobody", "--root-pass-stdin", f"--output={tmp_path / 'a.iso'}", *STATIC_COMMAND_OPTIONS
     )
     assert (status, err.strip()) == (2, "no active user named 'nobody'")
     assert written_files(tmp_path) == []
@@ -212,7 +200,7 @@ def test_the_named_users_permissions_and_os_versions_apply(
 @pytest.mark.django_db
 @pytest.mark.usefixtures("secret_on_stdin")
 def test_an_unknown_os_version_is_refused(operator: User, tmp_path: Path) -> None:
-    options = [o for o in STATIC_OPTIONS if not o.startswith("--osversion-dir")]
+    options = [o for o in STATIC_COMMAND_OPTIONS if not o.startswith("--osversion-dir")]
     status, _, err = generate(
         "--user=op",
         "--root-pass-stdin",
@@ -230,7 +218,7 @@ def test_a_failure_on_our_side_exits_1_without_a_file(
 ) -> None:
     (kickstart_location / "osversions.json").write_text("{not json")
     status, _, err = generate(
-        "--user=op", "--root-pass-stdin", f"--output={tmp_path / 'a.iso'}", *STATIC_OPTIONS
+        "--user=op", "--root-pass-stdin", f"--output={tmp_path / 'a.iso'}", *STATIC_COMMAND_OPTIONS
     )
     assert status == 1
     assert "could not be made" in err
@@ -253,7 +241,9 @@ def test_a_write_error_fails_the_record_and_leaves_no_part_file(
         return open("/dev/full", mode, buffering=0)  # closed by the command
 
     monkeypatch.setattr("isos.management.commands.generate_iso.os.fdopen", full_disk)
-    status, _, err = generate("--user=op", "--root-pass-stdin", f"--output={full / 'a.iso'}", *STATIC_OPTIONS)
+    status, _, err = generate(
+        "--user=op", "--root-pass-stdin", f"--output={full / 'a.iso'}", *STATIC_COMMAND_OPTIONS
+    )
     assert (status, err.strip()) == (1, "cannot write the ISO: No space left on device")
     assert list(full.iterdir()) == []
     build = IsoBuild.objects.get()

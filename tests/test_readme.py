@@ -15,7 +15,6 @@
 from __future__ import annotations
 
 import ast
-import io
 import json
 import os
 import re
@@ -26,11 +25,12 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import unquote, urlsplit
 
-import pycdlib
 import pytest
 from django.contrib.auth.models import User
 
-from tests.conftest import PASSWORD, serve_portal
+from tests.support.api import PASSWORD
+from tests.support.isoread import read_rr_file
+from tests.support.serving import serve_portal
 
 ROOT = Path(__file__).resolve().parent.parent
 README = ROOT / "README.md"
@@ -80,17 +80,6 @@ def write_sample_source(location: Path) -> None:
     (location / "osversions.json").write_text(json.dumps({"Demo Linux (sample)": "demo"}))
 
 
-def read_iso_file(iso_path: Path, rr_path: str) -> bytes:
-    iso = pycdlib.PyCdlib()
-    iso.open(str(iso_path))
-    try:
-        out = io.BytesIO()
-        iso.get_file_from_iso_fp(out, rr_path=rr_path)
-        return out.getvalue()
-    finally:
-        iso.close()
-
-
 @pytest.mark.django_db(transaction=True, serialized_rollback=True)
 def test_the_readme_python_client_snippet_saves_the_iso(
     transactional_db: Any, make_user: Callable[..., User], tmp_path: Path
@@ -120,11 +109,11 @@ def test_the_readme_python_client_snippet_saves_the_iso(
     iso_path = work / iso_name.group(1)
     assert iso_path.is_file(), f"the snippet wrote no {iso_path.name}: {sorted(os.listdir(work))}"
     assert iso_path.name == f"{host.group(1)}.{domain.group(1)}-demo.iso", "the name the API would give it"
-    network_cfg = read_iso_file(iso_path, "/ks_scripts/network.cfg")
+    network_cfg = read_rr_file(iso_path, "/ks_scripts/network.cfg")
     assert f'HOSTNAME="{host.group(1)}.{domain.group(1)}"'.encode() in network_cfg
     assert b'DHCP="yes"' in network_cfg
     # The source's own files are there too.
-    assert read_iso_file(iso_path, "/README.txt") == b"A sample ISO source.\n"
+    assert read_rr_file(iso_path, "/README.txt") == b"A sample ISO source.\n"
 
 
 def test_the_readme_keeps_its_two_commands() -> None:

@@ -6,8 +6,8 @@ each byte; these let hypothesis mix valid values (in their loose forms: padded, 
 ``"YES"``/``True``/``1``, MTU as a string) with hostile ones (quotes, backslashes, ``$``,
 backticks, ``;``, newlines, NUL, unicode, very long strings, wrong JSON types, missing keys,
 decoy duplicate keys, unknown keys). The cfg files are read back by an independent parser of
-API.md's ``KEY="value"`` lines, by ``shlex`` and, for the ISOs, by bash itself (the installer
-``source``s them). The expected values come from API.md, computed here, not from the product.
+docs/api.md's ``KEY="value"`` lines, by ``shlex`` and, for the ISOs, by bash itself (the installer
+``source``s them). The expected values come from docs/api.md, computed here, not from the product.
 
 Property A runs the serializer and the kickstart rendering only (many examples); property B
 goes through real HTTP and reads the ISO back with pycdlib (fewer examples). Both are
@@ -52,7 +52,7 @@ BONDING_OPTS = "miimon=100 mode=4 lacp_rate=fast xmit_hash_policy=layer3+4"
 CFG_FILES = ("network.cfg", "mgmt_network.cfg", "disk.cfg")
 KS_FILES = {f"ks_scripts/{name}" for name in (*CFG_FILES, "password.cfg", "state.out")}
 
-# API.md's request keys; written out here so the oracle does not borrow the product's tables.
+# docs/api.md's request keys; written out here so the oracle does not borrow the product's tables.
 FIELDS = (
     "osversionDir",
     "hostName",
@@ -77,7 +77,7 @@ STATIC_ONLY = {"ipAddress", "ipNetmask", "ipGateway", "ip6Address", "ip6Gateway"
 DHCP_YES: list[Any] = ["yes", "YES", "Yes", "true", "TRUE", "1", " yes ", True, 1]
 DHCP_NO: list[Any] = ["no", "NO", "No", "false", "False", "0", "\tno\n", False, 0]
 
-# One assignment per line, API.md's shape; the value class leaves out everything a shell
+# One assignment per line, docs/api.md's shape; the value class leaves out everything a shell
 # would still interpret between double quotes, and line breaks.
 ASSIGNMENT = re.compile(r'([A-Za-z_][A-Za-z0-9_]*)="([^"\\$`\n\r\x00]*)"')
 SHA512_CRYPT = re.compile(r"\$6\$[./0-9A-Za-z]{16}\$[./0-9A-Za-z]{86}")
@@ -187,7 +187,7 @@ def ipv6_texts(draw: st.DrawFn, prefix: bool) -> str:
         draw(st.one_of(st.sampled_from(["2001:db8::1", "::1"]), st.ip_addresses(v=6).map(str)))
     )
     assume(address.ipv4_mapped is None)  # refused by the rules: not a valid value
-    # Loose spellings: the rules write the normal form (API.md).
+    # Loose spellings: the rules write the normal form (docs/api.md).
     text: str = draw(
         st.sampled_from(
             [address.compressed, address.exploded, address.compressed.upper(), address.exploded.upper()]
@@ -207,7 +207,7 @@ def mtus() -> st.SearchStrategy[Any]:
 
 def interface_names() -> st.SearchStrategy[str]:
     examples = ["eth0", "em3", "ens1f0", "br-lan", "eno1_2"]
-    # API.md: a name matching ^bond\d+ gets a bond (so bond0.100 does too); bondx does not.
+    # docs/api.md: a name matching ^bond\d+ gets a bond (so bond0.100 does too); bondx does not.
     bonds = ["bond0", "bond12", "bond0.100", "bond1-lacp", "bondx", "Bond0"]
     generated = st.text(INTERFACE_ALPHABET, min_size=1, max_size=15).filter(lambda n: n not in {".", ".."})
     return st.one_of(st.sampled_from(examples), st.sampled_from(bonds), generated)
@@ -388,11 +388,11 @@ def request_cases(
     return Case(dict(decoys + pairs), must_pass)
 
 
-# ---- the oracle: what API.md says the files hold --------------------------------------------
+# ---- the oracle: what docs/api.md says the files hold --------------------------------------------
 
 
 def canonical(body: dict[str, Any]) -> dict[str, Any]:
-    """Case-insensitive keys, last one wins, unknown keys dropped (API.md)."""
+    """Case-insensitive keys, last one wins, unknown keys dropped (docs/api.md)."""
     return {
         FIELD_BY_LOWER[key.lower()]: value for key, value in body.items() if key.lower() in FIELD_BY_LOWER
     }
@@ -412,7 +412,7 @@ def dhcp_of(value: Any) -> bool:
 
 
 def normal_ip(text: str) -> str:
-    """API.md's normal form: IPv4 as is, IPv6 compressed and lower-case, prefix as a plain number."""
+    """docs/api.md's normal form: IPv4 as is, IPv6 compressed and lower-case, prefix as a plain number."""
     if not text:
         return ""
     address, slash, prefix = text.partition("/")
@@ -463,7 +463,7 @@ def expected_cfgs(raw: dict[str, Any]) -> dict[str, list[tuple[str, str]]]:
 
 
 def parse_cfg(data: bytes) -> list[tuple[str, str]]:
-    """API.md's ``KEY="value"`` lines, no newline at the end; each line must be one inert
+    """docs/api.md's ``KEY="value"`` lines, no newline at the end; each line must be one inert
     assignment, to our pattern and to shlex (a shell-like lexer that splits on ; & | too)."""
     text = data.decode("utf-8")
     assert not text.endswith("\n"), text
@@ -502,7 +502,7 @@ def bash_sourced(cfg: Path) -> dict[str, str]:
 
 
 def check_files(files: dict[str, bytes], raw: dict[str, Any], boot_description: str | None) -> None:
-    """The ks_scripts files parse back to exactly the accepted input (API.md)."""
+    """The ks_scripts files parse back to exactly the accepted input (docs/api.md)."""
     expected = expected_cfgs(raw)
     for name in CFG_FILES:
         assert parse_cfg(files[f"ks_scripts/{name}"]) == expected[name], name

@@ -1,5 +1,5 @@
 """A vendor ISO as the source: osversions.json names an ``.iso`` file, the portal adds the
-per-host ``ks_scripts`` files to it and streams the result (API.md).
+per-host ``ks_scripts`` files to it and streams the result (docs/api.md).
 
 The vendor ISO is made in the test with ``xorriso -as mkisofs`` (BIOS and UEFI El Torito
 entries, isohybrid MBR), from ``tests/support/sources.py``'s tree or from the boot kit; the

@@ -1,17 +1,8 @@
-"""Which files of a source tree boot the ISO: by convention, or as its settings file says.
+"""Which files of a source boot the ISO: by convention, or as its ``isoportal.json`` says.
 
-This module owns the rule that decides, for one source directory, the BIOS boot file,
-the El Torito catalog's path, the UEFI boot image, the volume id, and whether the ISO
-can be hybrid (boot from a USB stick), and the one-line description of that decision.
-The layout (:mod:`isos.engine.layout`) applies the decision; ``describe_boot()`` states it
-before any build. Both go through :func:`resolve_boot` with a *probe* that looks a path
-up (in the scanned tree, or on disk), so they cannot disagree.
-
-By convention: ``isolinux/isolinux.bin`` (BIOS, catalog ``isolinux/boot.cat``) and the
-first of :data:`EFI_IMAGES` present (UEFI). A source whose layout differs names its files
-in an optional ``isoportal.json`` at its top (:data:`SETTINGS_KEYS`); ``null`` turns a
-convention off. A vendor ISO used as the source boots as its own El Torito catalog says
-(:func:`read_vendor_boot`). Nothing here writes to the source tree or knows pycdlib.
+One rule (:func:`resolve_boot`) with a probe that looks paths up in the scanned tree or
+on disk, so the layout and ``describe_boot()`` cannot disagree (docs/design.md, "The
+engine"; docs/sources-and-booting.md). Nothing here writes to the source or knows pycdlib.
 """
 
 from __future__ import annotations

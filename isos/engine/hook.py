@@ -1,27 +1,8 @@
 """A source's ``generate`` hook (Traffic Ops' convention), run safely into a temporary ISO.
 
-Traffic Ops lets an ISO source carry an executable ``generate``: it is run with one
-argument, the path where it must write the ISO, and that ISO is sent instead of the
-portal's own build. This module runs it and hands back a :class:`HookIso`, an
-:class:`~isos.engine.stream.IsoStream` like the engine's own ``IsoImage``.
-
-What the hook gets (README, "The generate hook"):
-
-- its working directory is a *private view* of the source, made per request in a fresh
-  temporary directory: a symlink to every entry of the shared source directory, except
-  that ``ks_scripts/`` is a real directory holding symlinks to the source's own
-  ``ks_scripts`` files plus this request's rendered files (mode 0600: ``password.cfg``
-  holds a hash), and the boot images ``mkisofs -boot-info-table`` patches in place are
-  private copies (:func:`boot_images`). Nothing per request is ever written into the
-  shared directory, so concurrent requests cannot see each other's files (Traffic Ops'
-  old bug);
-- a minimal, explicit environment (:func:`hook_environment`), never the root password;
-- a time limit, after which its whole process group is killed.
-
-The hook runs in a session of its own, and its process group is killed when it ends (or
-times out), so nothing it started in the background outlives it. The temporary
-directory is removed as soon as the hook's ISO is open: the open file keeps its data
-until the stream is closed, so nothing is left on disk whatever the client does.
+The hook runs in a private view of the source with a minimal environment, a time limit
+and its own process group; its ISO comes back as a :class:`HookIso`, an
+:class:`~isos.engine.stream.IsoStream` like the engine's own (docs/generate-hook.md).
 """
 
 from __future__ import annotations

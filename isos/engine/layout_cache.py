@@ -1,28 +1,8 @@
-"""A per-worker cache of laid-out ISO sources, so a download starts at once.
+"""A per-worker cache of laid-out sources, so a download starts at once.
 
-pycdlib takes most of a second to lay out a tree of 10,000 files, yet only the five
-small ``ks_scripts`` files change from one request to the next. The cache keeps one
-:class:`~isos.engine.template.LayoutTemplate` per source (and set of extra file names), and each
-request only fills in its own files.
-
-When is a template stale? Its layout depends on the tree's names, types, sizes, modes,
-symlink targets, the boot file's bytes (its checksum is in the boot info table) and
-the source's ``isoportal.json``. Checked on every request, cheaply: every directory's
-modification time (which changes whenever an entry in it is created, removed, renamed or
-re-pointed) and the size and modification time of the boot file and ``isoportal.json``.
-Stat-ing every file instead would cost 35 ms a request for 10,000 files, a third of the
-time to the first byte. What those checks cannot see, a
-file rewritten in place, the stream sees: it checks each file's size and mode as it
-opens it, fails a download whose file changed size (so it never looks complete) and, in
-both cases, drops the template so the next request lays the tree out anew.
-
-A vendor ISO source (one ``.iso`` file) is cached the same way, its fingerprint being
-its size, modification time and inode: its layout is made in the child process too, so
-pycdlib's objects for a whole DVD (a few per file) never stay in the worker.
-
-The fingerprint is taken *before* laying out, so a tree that changes meanwhile is caught
-by the next request. Bounded by entry count and by the templates' memory; least recently
-used go first. Nothing is shared between workers: each process warms its own.
+One :class:`~isos.engine.template.LayoutTemplate` per source and set of extra file names,
+checked against a cheap fingerprint of the source on every request, bounded by count and
+memory (docs/design.md, "When a cached template is stale").
 """
 
 from __future__ import annotations

@@ -1,14 +1,8 @@
-"""Laying a source tree out in a child process, so the worker's memory stays small.
+"""Laying a source out in a child process, so pycdlib's objects never stay in the worker.
 
-pycdlib builds a Python object per record: laying out 10,000 files takes some 60 MB,
-which a long-lived worker would keep (freed Python memory rarely goes back to the
-system). The child lays the tree out, sends back the finished
-:class:`~isos.engine.template.LayoutTemplate` (a few MB: the rendered metadata and the plan), and
-exits, returning all of it. Costs a Python start (about 0.15 s) on a cache miss only.
-
-Run as ``python -m isos.engine.layout_process`` with a JSON request on stdin; it answers with a
-pickle on stdout: ``("ok", template)`` or ``("error", exception)``. Only this module
-starts it, with arguments it made itself, so unpickling the answer is safe.
+Run as ``python -m isos.engine.layout_process`` with a JSON request on stdin; answers a
+pickle on stdout, ``("ok", template)`` or ``("error", exception)`` (docs/design.md, "Why a
+child process lays out").
 """
 
 from __future__ import annotations

@@ -1,23 +1,9 @@
-"""Session authentication with the CSRF rule the Traffic Ops clients need.
+"""Session authentication with the CSRF rule Traffic Ops clients need.
 
-Traffic Ops clients (the Python client, Traffic Portal, curl scripts) log in, keep the
-session cookie and POST JSON with it; none of them sends a CSRF token. A browser on
-another site must still never be able to make a victim's browser generate an ISO.
-
-The rule, in one place:
-
-* A request whose body is ``application/json`` needs no CSRF token. A browser can send
-  that content type to another origin only after a CORS preflight, and this portal
-  answers no preflight, so a cross-site page cannot produce such a request.
-* Even then, a request that a browser marks as coming from another origin (``Origin``
-  not ours, or ``Sec-Fetch-Site: cross-site``) is refused: defence in depth for old or
-  odd browsers.
-* Every other unsafe request (HTML forms, the browsable API, ``text/plain``,
-  form-encoded curl) needs Django's CSRF token, as any Django form does; but for
-  ``POST user/logout``, which clients send with no body at all (a view with
-  ``csrf_token_exempt``): the worst a forged one could do is end a session, and the
-  cross-origin refusal above still stops it in any browser that says where it comes from.
-* The session cookie is ``SameSite=Lax``, so browsers do not send it on cross-site POSTs.
+JSON bodies need no CSRF token (a browser sends that type cross-origin only after a
+preflight, which the portal never answers); anything a browser marks as cross-site is
+refused; every other unsafe request needs Django's token (docs/api.md, "Scripts need no
+CSRF token").
 """
 
 from __future__ import annotations

@@ -1,13 +1,7 @@
-"""Decoding a request body the way Traffic Ops does, but with 400s for every mistake.
+"""Decoding a request body the way Traffic Ops does, but with a 400 for every mistake.
 
-Traffic Ops reads the body as one JSON object. ``null`` and ``[]`` parse fine as JSON
-but are not objects: they must be refused here, before a serializer sees them (Traffic
-Ops itself answers 500 for ``null``). HTML forms (the browsable API) send form data,
-which is turned into the same flat object.
-
-Text that no database column or file can hold is refused here too, for every key and
-value: a NUL character (PostgreSQL's text refuses it) and an unpaired UTF-16 surrogate
-(JSON's ``"\\ud800"`` decodes to a Python string that cannot be written as UTF-8).
+One JSON object (form data from the browsable API becomes the same flat object); ``null``,
+``[]``, a NUL character or an unpaired surrogate anywhere are refused (docs/api.md).
 """
 
 from __future__ import annotations

@@ -1,6 +1,6 @@
 """What a client gets once django-axes has locked it out after repeated failed logins.
 
-Axes counts failures per username and client address (README, "Security"). A locked-out
+Axes counts failures per username and client address (docs/operations.md). A locked-out
 API client gets a Traffic Ops alert with status 429 and ``Retry-After``; a person at the
 login page gets a polite page, also 429. The password is never part of either.
 """

@@ -1,17 +1,8 @@
 """``manage.py generate_iso``: the API's ``POST isos`` for scripts on the portal host.
 
-The same road as the API and the page (``isos.generation``, docs/design.md), walked with
-an :class:`~isos.attempt.Attempt` of the ``command`` road: the named user's permissions
-and OS versions, the serializer's rules, the kickstart files, the layout cache or the
-source's generate hook, and an audit record in that user's name. Only the ends differ:
-options instead of a JSON body, a file (or stdout) instead of a response.
-
-The root password never comes from the command line, where ``ps`` would show it: it is
-asked for (no echo), read from stdin's first line, or taken from a named environment
-variable. The ISO is written to ``FILE.part``, synced and renamed, so a failure never
-leaves a half-written ISO under the final name.
-
-Exit status: 0 written, 2 refused (the API's alert text on stderr), 1 failed.
+The same road as the API and the page, with an :class:`~isos.attempt.Attempt` of the
+``command`` road; the root password never comes from the command line, and the ISO is
+written to ``FILE.part`` then renamed (docs/operations.md). Exit: 0 written, 2 refused, 1 failed.
 """
 
 from __future__ import annotations
