@@ -3,7 +3,8 @@
 Builds the wheel, installs it into a new virtualenv in a temporary folder, and from
 there runs what an operator runs: migrate, check, the demo's setup, sync_osversions, one
 generate_iso (read back: the host's network.cfg is in it), and gunicorn serving the
-login page, the Generate ISO page and a static file. The benchmark must not be there.
+login page, the Generate ISO page and a static file. The benchmark must not be there, and
+nothing may be written inside site-packages (the data folder holds it all).
 A failing import or a missing template fails here. Standard library only.
 """
 
@@ -126,6 +127,15 @@ def main() -> None:
     finally:
         server.terminate()
         server.wait(timeout=30)
+    site_packages = Path(installed.strip()).parent.parent
+    written = [
+        name
+        for name in (".secret_key", "db.sqlite3", "kickstart-files", "staticfiles")
+        if (site_packages / name).exists()
+    ]
+    assert not written, f"written inside site-packages: {written}"
+    assert {path.name for path in data.iterdir()} >= {".secret_key", "db.sqlite3", "kickstart-files"}
+    print("nothing written inside site-packages; the data folder:", sorted(p.name for p in data.iterdir()))
     print("wheel check passed")
 
 
