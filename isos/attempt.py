@@ -10,6 +10,7 @@ attempt gets exactly one record, whichever step ends it.
 
 from __future__ import annotations
 
+import socket
 import time
 from dataclasses import dataclass, field
 from enum import StrEnum
@@ -42,11 +43,19 @@ class Attempt:
     settings: dict[str, Any] = field(default_factory=dict)
     # The attempt's one audit record, once written (isos.audit.record_attempt).
     record: IsoBuild | None = None
+    # The client's connection, where the WSGI server says (gunicorn's ``gunicorn.socket``):
+    # a download gets a send timeout on it (isos.generation.iso_download_response).
+    client_socket: socket.socket | None = None
 
     @classmethod
     def from_request(cls, request: HttpRequest, road: Road) -> Attempt:
         """The attempt of a web request (the API's or the page's), by its user and address."""
-        return cls(road=road, user=request.user, client_address=request.META.get("REMOTE_ADDR") or None)
+        return cls(
+            road=road,
+            user=request.user,
+            client_address=request.META.get("REMOTE_ADDR") or None,
+            client_socket=request.META.get("gunicorn.socket"),
+        )
 
     @property
     def recorded(self) -> bool:

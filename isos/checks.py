@@ -40,6 +40,7 @@ RULES: dict[str, tuple[Callable[[Any], bool], str]] = {
     "ISO_LAYOUT_CACHE_MB": (lambda value: _is_count(value, 0), "a whole number of MB, at least 0"),
     "ISO_STREAM_CHUNK_KB": (lambda value: _is_count(value, 4), "a whole number of KB, at least 4"),
     "ISO_HOOK_TIMEOUT": (_is_seconds, "a number of seconds above 0"),
+    "ISO_SEND_TIMEOUT": (lambda value: _is_count(value, 1), "a whole number of seconds, at least 1"),
 }
 
 

@@ -12,6 +12,8 @@ from __future__ import annotations
 
 import logging
 import re
+import socket
+import struct
 import traceback
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
@@ -219,11 +221,19 @@ def open_iso_stream(attempt: Attempt, iso_request: IsoRequest) -> AuditedStream:
     return AuditedStream(image, build, started=attempt.started)
 
 
+def limit_send_time(connection: socket.socket, seconds: int) -> None:
+    """A send to ``connection`` that makes no progress for ``seconds`` fails (SO_SNDTIMEO), so a
+    client that stops reading is cut and audited ``client_went_away`` (docs/operations.md)."""
+    connection.setsockopt(socket.SOL_SOCKET, socket.SO_SNDTIMEO, struct.pack("ll", seconds, 0))
+
+
 @sensitive_variables("iso_request")
 def iso_download_response(attempt: Attempt, iso_request: IsoRequest) -> StreamingHttpResponse:
     """The ISO's stream as the download (API and page); raises GenerationFailed as
     :func:`open_iso_stream` does."""
     stream = open_iso_stream(attempt, iso_request)
+    if attempt.client_socket is not None:
+        limit_send_time(attempt.client_socket, settings.ISO_SEND_TIMEOUT)
     response = StreamingHttpResponse(stream, content_type="application/download")
     # The exact size up front is what lets a browser show real download progress.
     response["Content-Length"] = str(stream.size)

@@ -274,6 +274,8 @@ ISO_LAYOUT_CACHE_MB = env_int("ISO_LAYOUT_CACHE_MB", 64)
 ISO_STREAM_CHUNK_KB = env_int("ISO_STREAM_CHUNK_KB", 512, minimum=4)
 # Seconds a source's generate hook may run before it is killed with its process group.
 ISO_HOOK_TIMEOUT = env_float("ISO_HOOK_TIMEOUT", 600, minimum=0.1)
+# Seconds a download may wait on a client that reads nothing before it is cut (isos.generation).
+ISO_SEND_TIMEOUT = env_int("ISO_SEND_TIMEOUT", 300, minimum=1)
 
 LOG_LEVELS = {"debug", "info", "warning", "error", "critical"}
 LOGGING = {

@@ -1,0 +1,71 @@
+"""A download nobody reads frees its thread after ``ISO_SEND_TIMEOUT``, without any proxy.
+
+Clients that send ``POST isos`` and never read used to hold a gunicorn thread each for as
+long as the kernel kept the connection (many minutes). The portal now sets a send timeout on
+the client's socket before streaming (isos.generation): a write that makes no progress for
+that long fails, gunicorn closes the response, and the audit says ``client_went_away``.
+"""
+
+from __future__ import annotations
+
+import json
+import socket
+import time
+from pathlib import Path
+
+import pytest
+import requests
+from django.contrib.auth.models import User
+
+from isos.models import IsoBuild
+from tests.support.api import static_request
+from tests.support.processes import poll
+from tests.support.serving import logged_in_session, serve_portal
+
+# serialized_rollback: the flush between transactional tests would drop the migrated groups.
+pytestmark = pytest.mark.django_db(transaction=True, serialized_rollback=True)
+
+SEND_TIMEOUT = 2
+# Far more than the socket buffers between the server and a client that never reads.
+BIG_SIZE = 64 << 20
+
+
+def test_downloads_nobody_reads_are_cut_after_iso_send_timeout_and_free_their_threads(
+    operator: User, kickstart_location: Path, tmp_path: Path
+) -> None:
+    with (kickstart_location / "centos72" / "images" / "big.img").open("wb") as sparse:
+        sparse.truncate(BIG_SIZE)
+    env = {"ISO_SEND_TIMEOUT": str(SEND_TIMEOUT)}
+    # Two threads, two clients that never read: every thread the server has.
+    with serve_portal(kickstart_location, tmp_path / "gunicorn.log", workers=1, threads=2, env=env) as server:
+        cookie = logged_in_session(server.url, operator.username).cookies["mojolicious"]
+        body = json.dumps(static_request()).encode()
+        request = (
+            f"POST /api/5.0/isos HTTP/1.1\r\nHost: 127.0.0.1\r\nCookie: mojolicious={cookie}\r\n"
+            f"Content-Type: application/json\r\nContent-Length: {len(body)}\r\n\r\n"
+        ).encode() + body
+        before = IsoBuild.objects.order_by("-id").values_list("id", flat=True).first() or 0
+        silent = [socket.create_connection(("127.0.0.1", server.port)) for _ in range(2)]
+        try:
+            for client in silent:
+                client.sendall(request)
+            builds = IsoBuild.objects.filter(pk__gt=before)
+            assert poll(lambda: builds.count() == 2), "the two downloads did not start"
+            started = time.monotonic()
+            assert poll(
+                lambda: not builds.filter(outcome=IsoBuild.Outcome.STREAMING).exists(), wait=SEND_TIMEOUT + 15
+            ), "the downloads were not cut"
+            waited = time.monotonic() - started
+            for build in builds:
+                assert build.outcome == IsoBuild.Outcome.CLIENT_WENT_AWAY, build.detail
+                assert 0 < build.bytes_sent < build.iso_size
+                assert build.finished_at is not None
+                held = (build.finished_at - build.started_at).total_seconds()
+                assert SEND_TIMEOUT <= held < SEND_TIMEOUT + 8, held
+            assert waited < SEND_TIMEOUT + 8, waited
+            # Both threads are free again (the clients are still connected, reading nothing):
+            # the next request is answered.
+            assert requests.get(f"{server.url}/healthz", timeout=10).status_code == 200
+        finally:
+            for client in silent:
+                client.close()
