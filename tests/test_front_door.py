@@ -10,7 +10,8 @@ SQLite). What is proven, one test each: sessions and login throttling are shared
 headers are believed from the proxy only; a download streams through nginx unbuffered and
 never touches its disk; slow clients never reach an app server; a client that stops reading
 is cut and audited; a killed app server cuts its download and the next requests go to the
-other; Range passes through; plain HTTP redirects; the systemd unit is valid and consistent.
+other; Range passes through; plain HTTP redirects; the TLS lines left out above pass
+``nginx -t`` with a throwaway certificate; the systemd unit is valid and consistent.
 """
 
 from __future__ import annotations
@@ -567,6 +568,54 @@ def test_an_app_server_killed_mid_download_cuts_it_and_the_next_requests_go_to_t
         served = [upstreams_of(line) for line in running.nginx.access_log()[-8:]]
         assert all(tried[-1] == f"127.0.0.1:{survivor.port}" for tried in served), served
         assert [f"127.0.0.1:{victim.port}", f"127.0.0.1:{survivor.port}"] in served, served
+
+
+def test_the_site_with_its_tls_lines_is_valid(tmp_path: Path) -> None:
+    """What the tests above leave out, the HTTPS listeners and the certificate, as shipped:
+    ``nginx -t`` accepts them with a throwaway certificate in place of the operator's."""
+    certificate, key = tmp_path / "certificate.pem", tmp_path / "key.pem"
+    throwaway = [
+        "req",
+        "-x509",
+        "-newkey",
+        "rsa:2048",
+        "-nodes",
+        "-days",
+        "1",
+        "-subj",
+        "/CN=iso.example.com",
+    ]
+    subprocess.run(
+        [require_tool("openssl"), *throwaway, "-keyout", str(key), "-out", str(certificate)],
+        check=True,
+        capture_output=True,
+        timeout=60,
+    )
+    site = SITE.read_text()
+    site = substitute(site, r"/etc/ssl/certs/iso\.example\.com\.pem", str(certificate), 1)
+    site = substitute(site, r"/etc/ssl/private/iso\.example\.com\.key", str(key), 1)
+    site = substitute(site, r"/var/log/nginx/", f"{tmp_path}/", 2)
+    (tmp_path / "logs").mkdir()
+    (tmp_path / "temp").mkdir()
+    (tmp_path / "iso-portal.conf").write_text(site)
+    conf = tmp_path / "nginx.conf"
+    conf.write_text(MAIN_CONF.format(prefix=tmp_path, user=pwd.getpwuid(os.getuid()).pw_name))
+    checked = subprocess.run(
+        [
+            require_tool("nginx"),
+            "-t",
+            "-p",
+            str(tmp_path),
+            "-c",
+            str(conf),
+            "-e",
+            str(tmp_path / "logs" / "t.log"),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=30,
+    )
+    assert checked.returncode == 0, checked.stderr
 
 
 # --------------------------------------------------------------------------------------
