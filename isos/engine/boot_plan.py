@@ -104,6 +104,8 @@ def read_settings(source_dir: str) -> dict[str, str | None]:
         raise BootSettingsError(f"cannot read {SETTINGS_FILE} ({exc.strerror})") from exc
     except ValueError as exc:  # JSONDecodeError and UnicodeDecodeError alike
         raise BootSettingsError(f"{SETTINGS_FILE} is not valid JSON ({exc})") from exc
+    except RecursionError as exc:  # arrays or objects nested deeper than the parser follows
+        raise BootSettingsError(f"{SETTINGS_FILE} is not valid JSON (nested too deeply)") from exc
     if not isinstance(loaded, dict):
         raise BootSettingsError(f"{SETTINGS_FILE} must hold a JSON object")
     unknown = sorted(set(loaded) - set(SETTINGS_KEYS))

@@ -14,7 +14,10 @@ from osversions.catalog import CatalogError, sync_catalog
 
 
 class Command(BaseCommand):
-    help = "Sync osversions.json into the OS version rows; print what was added, updated, marked unavailable."
+    help = (
+        "Sync osversions.json into the OS version rows; print what was added, updated, "
+        "marked unavailable, and each bad entry skipped."
+    )
 
     def handle(self, *args: Any, **options: Any) -> None:
         try:
@@ -28,7 +31,10 @@ class Command(BaseCommand):
         ):
             for name in names:
                 self.stdout.write(f"{label}: {name}")
-        self.stdout.write(
+        for entry in report.skipped:
+            self.stdout.write(f"skipped: {entry}")
+        counts = (
             f"{len(report.added)} added, {len(report.updated)} updated, "
             f"{len(report.unavailable)} marked unavailable"
         )
+        self.stdout.write(f"{counts}, {len(report.skipped)} skipped" if report.skipped else counts)
