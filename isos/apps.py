@@ -5,7 +5,19 @@ from __future__ import annotations
 from typing import Any
 
 from django.apps import AppConfig
+from django.core.signals import request_started
 from django.db.models.signals import post_migrate
+
+# Permissions nobody is given, the admin group included: the audit trail is read-only
+# (the admin refuses these actions whatever is granted) and OS version rows are never
+# added or deleted by hand (they mirror osversions.json).
+NEVER_GRANTED = [
+    ("isos", "add_isobuild"),
+    ("isos", "change_isobuild"),
+    ("isos", "delete_isobuild"),
+    ("osversions", "add_osversion"),
+    ("osversions", "delete_osversion"),
+]
 
 
 def give_admin_group_everything(using: str = "default", **kwargs: Any) -> None:
@@ -13,12 +25,25 @@ def give_admin_group_everything(using: str = "default", **kwargs: Any) -> None:
 
     The data migration grants the ISO permissions on a fresh database; permissions of
     other apps exist only after post_migrate has created them, so they are added here.
+    "Everything" stops at what nobody may do (``NEVER_GRANTED``).
     """
     from django.contrib.auth.models import Group, Permission
+    from django.db.models import Q
 
     admin = Group.objects.using(using).filter(name="admin").first()
     if admin is not None:
-        admin.permissions.add(*Permission.objects.using(using).all())
+        never = Q()
+        for app_label, codename in NEVER_GRANTED:
+            never |= Q(content_type__app_label=app_label, codename=codename)
+        admin.permissions.add(*Permission.objects.using(using).exclude(never))
+
+
+def close_orphans_now_and_then(**kwargs: Any) -> None:
+    """At a worker's first request, then at most once a minute: close the audit records
+    of streams whose server process died (docs/operations.md, "Audit")."""
+    from isos.orphans import close_orphaned_streams_if_due
+
+    close_orphaned_streams_if_due()
 
 
 class IsosConfig(AppConfig):
@@ -39,3 +64,4 @@ class IsosConfig(AppConfig):
         )
         # Runs after auth has made this migration's permission rows (isos is the last app).
         post_migrate.connect(give_admin_group_everything, sender=self, dispatch_uid="isos-admin-group")
+        request_started.connect(close_orphans_now_and_then, dispatch_uid="isos-close-orphans")

@@ -17,6 +17,7 @@ from django.utils import timezone
 from isos.attempt import Attempt
 from isos.engine import IsoStream
 from isos.models import IsoBuild
+from isos.orphans import ProgressRecorder, close_orphaned_streams_if_due
 from portal.trafficops.json_body import UNSTORABLE
 
 logger = logging.getLogger(__name__)
@@ -78,6 +79,8 @@ def record_attempt(
     fqdn = f"{host}.{domain}" if isinstance(host, str) and isinstance(domain, str) else ""
     directory = settings.get("osversionDir")
     user = attempt.user if attempt.user.is_authenticated else None
+    if outcome == IsoBuild.Outcome.STREAMING:
+        close_orphaned_streams_if_due()  # cheap: at most once a minute per process
     build = IsoBuild.objects.create(
         user=user,
         username=user.get_username() if user else "",
@@ -108,6 +111,7 @@ class AuditedStream:
         self._started = time.monotonic() if started is None else started
         self._bytes_sent = 0
         self._closed = False
+        self._save_progress = ProgressRecorder(build.pk)
 
     @property
     def size(self) -> int:
@@ -123,6 +127,7 @@ class AuditedStream:
             for chunk in self._chunks:
                 # Counted when handed to the server: what a client that goes away got.
                 self._bytes_sent += len(chunk)
+                self._save_progress(self._bytes_sent)  # so a dead worker's stream can be told
                 yield chunk
         except Exception as error:
             logger.exception("ISO build %s failed mid-stream", self._build.pk)

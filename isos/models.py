@@ -11,6 +11,8 @@ from __future__ import annotations
 from django.conf import settings
 from django.db import models
 
+from isos.process_owner import owner_host, owner_pid, owner_token
+
 GENERATE_ISO = "isos.generate_iso"
 READ_ISO = "isos.read_iso"
 # Traffic Ops' names for the permissions, in the order its 403 message lists them.
@@ -38,6 +40,8 @@ class IsoBuild(models.Model):
         REFUSED = "refused", "refused"
         FAILED = "failed", "failed"
         CLIENT_WENT_AWAY = "client_went_away", "client went away"
+        # Its server process died mid-stream (or it stopped progressing): see isos.orphans.
+        INTERRUPTED = "interrupted", "interrupted"
 
     user = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL)
     username = models.CharField(max_length=150, help_text="Kept when the user is deleted.")
@@ -52,6 +56,13 @@ class IsoBuild(models.Model):
     client_address = models.GenericIPAddressField(null=True, blank=True)
     # The request's settings (never the root password), to generate the same ISO again.
     request_settings = models.JSONField(default=dict, blank=True)
+    # The server process that made the record, so that a stream whose process died can be
+    # told from one still running on another server (isos.process_owner).
+    owner_host = models.CharField(max_length=255, blank=True, default=owner_host)
+    owner_pid = models.PositiveIntegerField(null=True, blank=True, default=owner_pid)
+    owner_token = models.CharField(max_length=200, blank=True, default=owner_token)
+    # When a stream last handed out bytes (bytes_sent is saved with it), about once a minute.
+    progressed_at = models.DateTimeField(null=True, blank=True)
 
     class Meta:
         ordering = ["-started_at", "-id"]

@@ -33,6 +33,7 @@ from isos.generation import (
 )
 from isos.history import PAGE_SIZE, HistoryFilters, generate_again_query, sees_every_build, visible_builds
 from isos.models import IsoBuild
+from isos.orphans import close_orphaned_streams
 from osversions.catalog import CatalogError, usable_catalog
 from osversions.models import OsVersion
 
@@ -100,6 +101,7 @@ def submit_generate_form(request: HttpRequest) -> HttpResponseBase:
 def history_page(request: HttpRequest) -> HttpResponse:
     """The attempts this user may see, newest first, filtered and paginated."""
     filters = HistoryFilters.from_query(request.GET)
+    close_orphaned_streams()  # a dead worker's download reads "interrupted", not "streaming"
     visible = visible_builds(request.user)
     page = Paginator(filters.apply(visible), PAGE_SIZE).get_page(request.GET.get("page"))
     generate_url = reverse("isos:generate")
