@@ -60,6 +60,8 @@ def test_downloads_nobody_reads_are_cut_after_iso_send_timeout_and_free_their_th
                 assert build.outcome == IsoBuild.Outcome.CLIENT_WENT_AWAY, build.detail
                 assert 0 < build.bytes_sent < build.iso_size
                 assert build.finished_at is not None
+                # The kernel takes a few more MiB at first (its buffers grow), then none for
+                # SEND_TIMEOUT: the cut comes seconds after the timeout, never before it.
                 held = (build.finished_at - build.started_at).total_seconds()
                 assert SEND_TIMEOUT <= held < SEND_TIMEOUT + 8, held
             assert waited < SEND_TIMEOUT + 8, waited
