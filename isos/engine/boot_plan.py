@@ -7,6 +7,7 @@ engine"; docs/sources-and-booting.md). Nothing here writes to the source or know
 
 from __future__ import annotations
 
+import errno
 import json
 import os
 import re
@@ -14,6 +15,8 @@ import stat
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import BinaryIO, Final, Literal
+
+from isos.engine.source_files import FILE_FLAGS, SEARCH_FLAGS, open_real_path
 
 SETTINGS_FILE: Final = "isoportal.json"
 BIOS_BOOT_FILE: Final = "isolinux/isolinux.bin"
@@ -85,23 +88,41 @@ class BootPlan:
 
 
 def read_settings(source_dir: str) -> dict[str, str | None]:
-    """The source's ``isoportal.json``, checked; ``{}`` when there is none."""
-    path = os.path.join(source_dir, SETTINGS_FILE)
+    """The source's ``isoportal.json``, checked; ``{}`` when there is none.
+
+    Opened from the source's descriptor without following symlinks: a symlink there is
+    not a settings file, whatever it leads to.
+    """
     try:
-        info = os.lstat(path)
+        root = open_real_path(os.path.abspath(source_dir), SEARCH_FLAGS)
     except FileNotFoundError:
         return {}
     except OSError as exc:
         raise BootSettingsError(f"cannot read {SETTINGS_FILE} ({exc.strerror})") from exc
-    if not stat.S_ISREG(info.st_mode):
-        raise BootSettingsError(f"{SETTINGS_FILE} is not a regular file")
-    if info.st_size > _SETTINGS_MAX_BYTES:
+    try:
+        descriptor = os.open(SETTINGS_FILE, FILE_FLAGS, dir_fd=root)
+    except FileNotFoundError:
+        return {}
+    except OSError as exc:
+        if exc.errno == errno.ELOOP:
+            raise BootSettingsError(f"{SETTINGS_FILE} is not a regular file") from exc
+        raise BootSettingsError(f"cannot read {SETTINGS_FILE} ({exc.strerror})") from exc
+    finally:
+        os.close(root)
+    with os.fdopen(descriptor, "rb") as handle:
+        info = os.fstat(descriptor)
+        if not stat.S_ISREG(info.st_mode):
+            raise BootSettingsError(f"{SETTINGS_FILE} is not a regular file")
+        if info.st_size > _SETTINGS_MAX_BYTES:
+            raise BootSettingsError(f"{SETTINGS_FILE} is larger than {_SETTINGS_MAX_BYTES} bytes")
+        try:
+            raw = handle.read(_SETTINGS_MAX_BYTES + 1)
+        except OSError as exc:
+            raise BootSettingsError(f"cannot read {SETTINGS_FILE} ({exc.strerror})") from exc
+    if len(raw) > _SETTINGS_MAX_BYTES:
         raise BootSettingsError(f"{SETTINGS_FILE} is larger than {_SETTINGS_MAX_BYTES} bytes")
     try:
-        with open(path, "rb") as handle:
-            loaded = json.loads(handle.read(_SETTINGS_MAX_BYTES + 1))
-    except OSError as exc:
-        raise BootSettingsError(f"cannot read {SETTINGS_FILE} ({exc.strerror})") from exc
+        loaded = json.loads(raw)
     except ValueError as exc:  # JSONDecodeError and UnicodeDecodeError alike
         raise BootSettingsError(f"{SETTINGS_FILE} is not valid JSON ({exc})") from exc
     except RecursionError as exc:  # arrays or objects nested deeper than the parser follows
@@ -213,23 +234,38 @@ def _catalog_path(
 
 
 def disk_probe(source_dir: str) -> Probe:
-    """A probe of the tree on disk, by the layout's rules: no symlink is followed, any
-    path that cannot be read counts as absent (the build then says why)."""
+    """A probe of the tree on disk, by the layout's rules: no symlink is followed (each
+    component is looked up from its directory's descriptor, the file opened with
+    ``O_NOFOLLOW``), any path that cannot be read counts as absent (the build then says why)."""
 
     def probe(rel: str) -> Found | None:
-        path = source_dir
         try:
-            for part in rel.split("/"):
-                path = os.path.join(path, part)
-                info = os.lstat(path)
-                if stat.S_ISDIR(info.st_mode):
-                    continue
-                if not stat.S_ISREG(info.st_mode) or path != os.path.join(source_dir, *rel.split("/")):
-                    return None
-                with open(path, "rb") as handle:
-                    return Found("file", info.st_size, handle.read(HEAD_BYTES))
+            descriptor = open_real_path(os.path.abspath(source_dir), SEARCH_FLAGS)
         except OSError:
             return None
+        try:
+            parts = rel.split("/")
+            for index, part in enumerate(parts):
+                info = os.stat(part, dir_fd=descriptor, follow_symlinks=False)
+                if stat.S_ISDIR(info.st_mode):
+                    below = os.open(part, SEARCH_FLAGS, dir_fd=descriptor)
+                    os.close(descriptor)
+                    descriptor = below
+                    continue
+                if not stat.S_ISREG(info.st_mode) or index != len(parts) - 1:
+                    return None
+                file = os.open(part, FILE_FLAGS, dir_fd=descriptor)
+                try:
+                    opened = os.fstat(file)
+                    if not stat.S_ISREG(opened.st_mode):
+                        return None
+                    return Found("file", opened.st_size, os.pread(file, HEAD_BYTES, 0))
+                finally:
+                    os.close(file)
+        except OSError:
+            return None
+        finally:
+            os.close(descriptor)
         return Found("dir")
 
     return probe
@@ -281,6 +317,19 @@ class VendorBoot:
 
 
 def read_vendor_boot(path: str) -> VendorBoot:
+    """:func:`read_vendor_boot_from` the vendor ISO at its real ``path``, opened with no
+    symlink at any component; no El Torito entry when it cannot be (the build says why)."""
+    try:
+        descriptor = open_real_path(os.path.abspath(path), FILE_FLAGS)
+    except OSError:
+        return VendorBoot((), hybrid=False)
+    with os.fdopen(descriptor, "rb") as handle:
+        if not stat.S_ISREG(os.fstat(descriptor).st_mode):
+            return VendorBoot((), hybrid=False)
+        return read_vendor_boot_from(handle)
+
+
+def read_vendor_boot_from(handle: BinaryIO) -> VendorBoot:
     """Read a vendor ISO's boot record, El Torito catalog and initial boot image's head.
 
     The volume descriptors and the catalog's first sector (ECMA-119 8, El Torito 2.0);
@@ -288,27 +337,26 @@ def read_vendor_boot(path: str) -> VendorBoot:
     (the build then says why).
     """
     try:
-        with open(path, "rb") as handle:
-            catalog = _read_catalog(handle)
-            entries = [catalog[i : i + 32] for i in range(0, len(catalog) - 31, 32)]
-            if len(entries) < 2 or entries[0][0] != 1:  # the validation entry's header id
-                return VendorBoot((), hybrid=False)
-            platforms = [entries[0][1]] if entries[1][0] == 0x88 else []
-            index = 2
-            while index < len(entries) and entries[index][0] in (0x90, 0x91):
-                header = entries[index]
-                count = int.from_bytes(header[2:4], "little")
-                section = entries[index + 1 : index + 1 + count]
-                platforms += [header[1] for entry in section if entry[0] == 0x88]
-                index += 1 + count
-                if header[0] == 0x91:  # the final section header
-                    break
-            hybrid = False
-            if platforms and platforms[0] == 0x00 and entries[1][0] == 0x88:
-                # pycdlib's isohybrid needs the initial (BIOS) entry's image to be one.
-                handle.seek(int.from_bytes(entries[1][8:12], "little") * _SECTOR)
-                head = handle.read(HEAD_BYTES)
-                hybrid = head[_ISOHYBRID_SIGNATURE_AT:HEAD_BYTES] == _ISOHYBRID_SIGNATURE
+        catalog = _read_catalog(handle)
+        entries = [catalog[i : i + 32] for i in range(0, len(catalog) - 31, 32)]
+        if len(entries) < 2 or entries[0][0] != 1:  # the validation entry's header id
+            return VendorBoot((), hybrid=False)
+        platforms = [entries[0][1]] if entries[1][0] == 0x88 else []
+        index = 2
+        while index < len(entries) and entries[index][0] in (0x90, 0x91):
+            header = entries[index]
+            count = int.from_bytes(header[2:4], "little")
+            section = entries[index + 1 : index + 1 + count]
+            platforms += [header[1] for entry in section if entry[0] == 0x88]
+            index += 1 + count
+            if header[0] == 0x91:  # the final section header
+                break
+        hybrid = False
+        if platforms and platforms[0] == 0x00 and entries[1][0] == 0x88:
+            # pycdlib's isohybrid needs the initial (BIOS) entry's image to be one.
+            handle.seek(int.from_bytes(entries[1][8:12], "little") * _SECTOR)
+            head = handle.read(HEAD_BYTES)
+            hybrid = head[_ISOHYBRID_SIGNATURE_AT:HEAD_BYTES] == _ISOHYBRID_SIGNATURE
     except OSError:
         return VendorBoot((), hybrid=False)
     return VendorBoot(tuple(platforms), hybrid)

@@ -70,6 +70,7 @@ def build_iso(
         boot_description=layout.boot_description,
         chunk_size=chunk_size,
         reference_fixes=layout.fixes,
+        source=layout.source,
     )
 
 
@@ -86,7 +87,7 @@ def describe_boot(source_dir: os.PathLike[str] | str) -> str:
     A vendor ISO is described by its own El Torito catalog, read directly (a few
     sectors; no pycdlib, whose objects for a DVD would outweigh the whole worker).
     """
-    root = os.path.abspath(os.fspath(source_dir))
+    root = os.path.realpath(os.fspath(source_dir))
     if is_vendor_iso(root):
         return read_vendor_boot(root).description()
     try:

@@ -10,8 +10,10 @@ file extents (:func:`_finish`).
 from __future__ import annotations
 
 import contextlib
+import errno
 import io
 import os
+import struct
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -19,7 +21,13 @@ from typing import Any
 import pycdlib
 from pycdlib.pycdlibexception import PyCdlibException
 
-from isos.engine.boot_plan import BootPlan, BootSettingsError, read_settings, read_vendor_boot, resolve_boot
+from isos.engine.boot_plan import (
+    BootPlan,
+    BootSettingsError,
+    read_settings,
+    read_vendor_boot_from,
+    resolve_boot,
+)
 from isos.engine.errors import SourceError
 from isos.engine.hybrid import add_isohybrid, hybrid_seed, settle_gpt
 from isos.engine.names import (
@@ -34,8 +42,15 @@ from isos.engine.names import (
 from isos.engine.plan import FileData
 from isos.engine.pycdlib_internals import close_quietly, file_extents, volume_size
 from isos.engine.scan import check_extra_path, overlay_extras, scan_source, tree_probe
+from isos.engine.source_files import NotAsLaidOut, SourceRoot, is_symlink_error, open_checked
 from isos.engine.tree import Entry, lookup, max_dir_depth, walk_files
-from isos.engine.vendor import VendorOrigin, add_extra_files, is_vendor_iso, open_vendor_iso, vendor_origin
+from isos.engine.vendor import (
+    VendorOrigin,
+    add_extra_files,
+    is_vendor_iso,
+    open_vendor_iso,
+    open_vendor_source,
+)
 
 
 @dataclass
@@ -50,6 +65,7 @@ class Layout:
     boot_description: str
     # extra file → (ISO9660 path, Joliet path, or None in a vendor ISO without Joliet)
     extra_paths: dict[str, tuple[str, str | None]]
+    source: SourceRoot | None = None  # a directory source, as scanned (None: a vendor ISO)
 
 
 @contextlib.contextmanager
@@ -67,8 +83,11 @@ def lay_out(source_dir: os.PathLike[str] | str, extra_files: Mapping[str, bytes]
 
     Raises SourceError when the source cannot be laid out, ValueError for a malformed
     extra file path. The caller closes ``Layout.iso``.
+
+    The source is resolved to its real path here, once; from then on nothing under it is
+    opened through a symlink (:mod:`isos.engine.source_files`).
     """
-    root = os.path.abspath(os.fspath(source_dir))
+    root = os.path.realpath(os.fspath(source_dir))
     if is_vendor_iso(root):
         return _lay_out_vendor_iso(root, extra_files)
     return _lay_out_tree(root, extra_files, volume_id)
@@ -114,7 +133,9 @@ def _lay_out_tree(root: str, extra_files: Mapping[str, bytes], volume_id: str) -
         _populate(iso, top, memory)
         if boot.bootable:
             _add_boot_entries(iso, top, boot)
-        return _finish(
+        assert top.identity is not None
+        source = SourceRoot(root, top.identity)
+        layout = _finish(
             iso,
             memory=memory,
             sources={e.source: e for e in walk_files(top) if e.source is not None},
@@ -122,7 +143,10 @@ def _lay_out_tree(root: str, extra_files: Mapping[str, bytes], volume_id: str) -
             hybrid=boot.hybrid,
             efi=boot.efi_image is not None,
             boot_description=boot.description(),
+            source=source,
         )
+        _check_boot_info_tables(iso, layout)
+        return layout
 
 
 def _lay_out_vendor_iso(path: str, extra_files: Mapping[str, bytes]) -> Layout:
@@ -140,11 +164,15 @@ def _lay_out_vendor_iso(path: str, extra_files: Mapping[str, bytes]) -> Layout:
     """
     for key in extra_files:
         check_extra_path(key)
-    origin = vendor_origin(path)
-    boot = read_vendor_boot(path)
+    handle, origin = open_vendor_source(path)
+    try:
+        boot = read_vendor_boot_from(handle)
+    except BaseException:
+        handle.close()
+        raise
     iso = pycdlib.PyCdlib()
     with closed_on_error(iso):
-        open_vendor_iso(iso, path)
+        open_vendor_iso(iso, handle)  # iso owns the handle from here on
         memory, extra_paths = add_extra_files(iso, extra_files)
         try:
             return _finish(
@@ -171,6 +199,7 @@ def _finish(
     efi: bool,
     boot_description: str,
     vendor: VendorOrigin | None = None,
+    source: SourceRoot | None = None,
 ) -> Layout:
     """Once every file is in: the hybrid MBR/GPT, the final layout, each file's extent."""
     # pycdlib keeps the volume's size up to date as entries are added; the hybrid MBR
@@ -184,7 +213,9 @@ def _finish(
         raise RuntimeError("pycdlib changed the volume size while laying it out")
     fixes = settle_gpt(iso, seed) if hybrid and efi else []
     files, patches = _file_layout(iso, memory, sources, vendor)
-    return Layout(iso, files, patches + fixes, fixes, iso_size + padding, boot_description, extra_paths)
+    return Layout(
+        iso, files, patches + fixes, fixes, iso_size + padding, boot_description, extra_paths, source
+    )
 
 
 def _populate(iso: pycdlib.PyCdlib, top: Entry, memory: dict[int, Entry]) -> None:
@@ -315,7 +346,12 @@ def _file_layout(
             )
         elif extent.path is not None:
             entry = sources[extent.path]
-            files.append(FileData(offset, length, entry.rel, extent.path, None, entry.mode))
+            if length != entry.size:
+                # pycdlib stats by path: what it saw is not what the scan saw.
+                raise SourceError(f"{printable(entry.rel)} changed while the source was laid out")
+            files.append(
+                FileData(offset, length, entry.rel, extent.path, None, entry.mode, identity=entry.identity)
+            )
         elif id(extent.fp) in memory:
             entry = memory[id(extent.fp)]
             files.append(FileData(offset, length, entry.rel, None, entry.data))
@@ -325,3 +361,49 @@ def _file_layout(
             patches.append((offset + 8, extent.boot_info_table))
     files.sort(key=lambda f: f.offset)
     return files, patches
+
+
+def _check_boot_info_tables(iso: pycdlib.PyCdlib, layout: Layout) -> None:
+    """The boot info table's checksum, taken again from the boot file opened safely.
+
+    pycdlib reads the BIOS boot file by path to checksum it; a symlink put there for a
+    moment would checksum another file. The file the stream will send (the same inode,
+    opened without following symlinks) must give the same sum, else the source changed
+    while it was laid out.
+    """
+    assert layout.source is not None
+    by_offset = {file.offset: file for file in layout.files}
+    for extent in file_extents(iso):
+        file = by_offset.get(extent.offset)
+        if extent.boot_info_table is None or file is None or file.path is None:
+            continue
+        try:
+            descriptor = open_checked(layout.source, file.rel, file.identity, file.length)
+            try:
+                checksum = boot_info_checksum(descriptor, file.length)
+            finally:
+                os.close(descriptor)
+        except NotAsLaidOut as exc:
+            raise SourceError(f"{printable(file.rel)} changed while the source was laid out") from exc
+        except OSError as exc:
+            if exc.errno is not None and is_symlink_error(exc):
+                raise SourceError(f"{printable(file.rel)} changed while the source was laid out") from exc
+            raise SourceError(f"cannot read {printable(file.rel)} ({exc.strerror})") from exc
+        if extent.boot_info_table[12:16] != checksum.to_bytes(4, "little"):
+            raise SourceError(f"{printable(file.rel)} changed while the source was laid out")
+
+
+def boot_info_checksum(descriptor: int, length: int) -> int:
+    """El Torito's boot info table checksum: the 32-bit little-endian words of the file
+    from offset 64, the last sector zero-padded (as pycdlib and mkisofs compute it)."""
+    padded = -(-length // 2048) * 2048
+    data = bytearray(padded)
+    view = memoryview(data)
+    done = 0
+    while done < length:
+        got = os.preadv(descriptor, [view[done:length]], done)
+        if not got:
+            raise NotAsLaidOut(errno.ESTALE, "shorter than laid out")
+        done += got
+    words: tuple[int, ...] = struct.unpack_from(f"<{(padded - 64) // 4}I", data, 64)
+    return sum(words) & 0xFFFFFFFF

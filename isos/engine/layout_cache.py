@@ -31,7 +31,8 @@ DEFAULT_CHUNK_SIZE = 512 << 10
 
 
 def source_fingerprint(source_dir: str) -> str | None:
-    """A digest of every directory's mtime and mode, and the boot inputs' size and mtime.
+    """A digest of every directory's mtime, mode, device and inode, and the boot inputs'
+    size and mtime (lstat only: a symlink put in place of the source or a directory shows).
 
     Lists each directory (no stat of plain files): a few milliseconds for 10,000 files.
     None while the tree is settling: file times tick coarsely (a few ms), so a change
@@ -40,21 +41,23 @@ def source_fingerprint(source_dir: str) -> str | None:
     """
     settled_before = time.time_ns() - SETTLE_NS
     if is_vendor_iso(source_dir):
-        # A vendor ISO is one file: its size, mtime and inode say whether it changed (the
-        # stream checks the same three before reading each range of it).
-        info = os.stat(source_dir)
+        # A vendor ISO is one file: its size, mtime, device and inode say whether it
+        # changed (the stream checks the same four before reading each range of it).
+        info = os.lstat(source_dir)
         if info.st_mtime_ns > settled_before:
             return None
-        text = f"iso\0{info.st_size}\0{info.st_mtime_ns}\0{info.st_ino}".encode()
+        text = (
+            f"iso\0{info.st_mode}\0{info.st_size}\0{info.st_mtime_ns}\0{info.st_dev}\0{info.st_ino}".encode()
+        )
         return hashlib.blake2b(text, digest_size=16).hexdigest()
     newest = 0
     lines: list[str] = []
     pending = [("", source_dir)]
     while pending:
         relative, directory = pending.pop()
-        info = os.stat(directory)
+        info = os.lstat(directory)
         newest = max(newest, info.st_mtime_ns)
-        lines.append(f"{relative}\0{info.st_mode}\0{info.st_mtime_ns}")
+        lines.append(f"{relative}\0{info.st_mode}\0{info.st_mtime_ns}\0{info.st_dev}\0{info.st_ino}")
         with os.scandir(directory) as listing:
             pending += [
                 (f"{relative}{entry.name}/", entry.path)

@@ -33,9 +33,11 @@ class FileData:
     memory: bytes | None
     mode: int = 0  # of a source file when laid out (Rock Ridge records it)
     # A range of a vendor ISO: where the file's bytes start in it, and the vendor ISO's
-    # (size, mtime_ns, inode) when laid out, which the stream checks before reading.
+    # (size, mtime_ns, st_dev, st_ino) when laid out, which the stream checks before reading.
     origin_offset: int = 0
-    origin_stamp: tuple[int, int, int] | None = None
+    origin_stamp: tuple[int, int, int, int] | None = None
+    # A source file's (st_dev, st_ino) when scanned: the stream sends that inode or nothing.
+    identity: tuple[int, int] | None = None
 
     @property
     def end(self) -> int:

@@ -65,6 +65,17 @@ def write_metadata(iso: pycdlib.PyCdlib, fp: BinaryIO, blocksize: int) -> None:
         iso.inodes = inodes
 
 
+def open_owned_fp(iso: pycdlib.PyCdlib, fp: BinaryIO) -> None:
+    """``open_fp()``, with ``fp`` then closed by ``iso.close()`` as ``open()``'s own file
+    would be (``fp`` is closed here if parsing fails)."""
+    try:
+        iso.open_fp(fp)
+    except BaseException:
+        fp.close()
+        raise
+    iso._managing_fp = True
+
+
 def close_quietly(iso: pycdlib.PyCdlib) -> None:
     # close() refuses an object that was never initialized (new() failed).
     with contextlib.suppress(PyCdlibException):

@@ -2,18 +2,31 @@
 
 Only ``lstat`` and directory listings (and an access check per file): nothing is opened
 or followed, so the scan of 10,000 files stays cheap and no symlink leads out of the tree.
+Each directory is listed from a descriptor opened without following symlinks
+(:mod:`isos.engine.source_files`), and every entry's device and inode are kept, so the
+stream can tell that what it opens is what was scanned.
 """
 
 from __future__ import annotations
 
 import os
 import stat
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from typing import Final
 
 from isos.engine.boot_plan import HEAD_BYTES, Found, Probe
 from isos.engine.errors import SourceError
 from isos.engine.names import printable
+from isos.engine.source_files import (
+    DIRECTORY_FLAGS,
+    NotAsLaidOut,
+    SourceRoot,
+    identity,
+    is_symlink_error,
+    open_checked,
+    open_real_path,
+    read_head,
+)
 from isos.engine.tree import Entry, lookup
 
 _EFFECTIVE_IDS: Final = os.access in os.supports_effective_ids
@@ -22,52 +35,110 @@ CREATED_DIR_MODE: Final = 0o040555
 
 
 def scan_source(root: str) -> Entry:
-    """Read the source tree's shape (lstat only, sorted walk, symlinks not followed)."""
-    try:
-        root_stat = os.stat(root)
-    except OSError as exc:
-        raise SourceError(f"the source directory cannot be read ({exc.strerror})") from exc
-    if not stat.S_ISDIR(root_stat.st_mode):
-        raise SourceError("the source path is not a directory")
+    """Read the source tree's shape (lstat only, sorted walk, symlinks not followed).
 
-    top = Entry(name="", rel="", kind="dir", mode=root_stat.st_mode, source=root)
-    pending = [top]
-    while pending:
-        directory = pending.pop()
-        assert directory.source is not None
-        shown = directory.rel or "."
-        try:
-            with os.scandir(directory.source) as listing:
-                dir_entries = sorted(listing, key=lambda item: item.name)
-        except OSError as exc:
-            raise SourceError(f"cannot list directory {shown} ({exc.strerror})") from exc
-        for item in dir_entries:
-            rel = f"{directory.rel}/{item.name}" if directory.rel else item.name
+    ``root`` is the source's real path; a symlink at any of its components now is refused.
+    """
+    try:
+        root_fd = open_real_path(root)
+    except OSError as exc:
+        if exc.errno is not None and is_symlink_error(exc):
+            raise SourceError("the source path is not a directory") from exc
+        raise SourceError(f"the source directory cannot be read ({exc.strerror})") from exc
+    stack: list[tuple[int, Iterator[Entry]]] = []
+    try:
+        root_stat = os.fstat(root_fd)
+        top = Entry(
+            name="", rel="", kind="dir", mode=root_stat.st_mode, source=root, identity=identity(root_stat)
+        )
+        stack.append((root_fd, iter(_read_directory(top, root_fd))))
+    except BaseException:
+        os.close(root_fd)
+        raise
+    try:
+        # Depth first, one descriptor per directory on the current path only.
+        while stack:
+            parent_fd, subdirectories = stack[-1]
+            directory = next(subdirectories, None)
+            if directory is None:
+                stack.pop()
+                os.close(parent_fd)
+                continue
+            descriptor = _open_subdirectory(parent_fd, directory)
             try:
-                info = item.stat(follow_symlinks=False)
-            except OSError as exc:
-                raise SourceError(f"cannot stat {printable(rel)} ({exc.strerror})") from exc
-            mode = info.st_mode
-            if stat.S_ISDIR(mode):
-                child = Entry(name=item.name, rel=rel, kind="dir", mode=mode, source=item.path)
-                pending.append(child)
-            elif stat.S_ISREG(mode):
-                # pycdlib only stats files at layout time; os.access() catches an
-                # unreadable file now, before the first byte, without opening it
-                # (with the effective ids: those of the worker that will read it).
-                if not os.access(item.path, os.R_OK, effective_ids=_EFFECTIVE_IDS):
-                    raise SourceError(f"cannot read file {printable(rel)} (permission denied)")
-                child = Entry(name=item.name, rel=rel, kind="file", mode=mode, source=item.path)
-            elif stat.S_ISLNK(mode):
-                try:
-                    target = os.readlink(item.path)
-                except OSError as exc:
-                    raise SourceError(f"cannot read symlink {printable(rel)} ({exc.strerror})") from exc
-                child = Entry(name=item.name, rel=rel, kind="symlink", mode=mode, target=target)
-            else:
-                continue  # sockets, fifos and devices have no place on a CD
-            directory.children[item.name] = child
+                stack.append((descriptor, iter(_read_directory(directory, descriptor))))
+            except BaseException:
+                os.close(descriptor)
+                raise
+    finally:
+        for descriptor, _ in stack:
+            os.close(descriptor)
     return top
+
+
+def _open_subdirectory(parent_fd: int, directory: Entry) -> int:
+    """The directory just listed in its parent, refused if anything else is there now."""
+    shown = printable(directory.rel)
+    try:
+        descriptor = os.open(directory.name, DIRECTORY_FLAGS, dir_fd=parent_fd)
+    except OSError as exc:
+        if exc.errno is not None and is_symlink_error(exc):
+            raise SourceError(f"{shown} changed while the source was scanned") from exc
+        raise SourceError(f"cannot list directory {shown} ({exc.strerror})") from exc
+    if identity(os.fstat(descriptor)) != directory.identity:
+        os.close(descriptor)
+        raise SourceError(f"{shown} changed while the source was scanned")
+    return descriptor
+
+
+def _read_directory(directory: Entry, descriptor: int) -> list[Entry]:
+    """Fill ``directory.children`` from its open descriptor; its subdirectories, in order."""
+    assert directory.source is not None
+    shown = directory.rel or "."
+    try:
+        with os.scandir(descriptor) as listing:
+            dir_entries = sorted(listing, key=lambda item: item.name)
+    except OSError as exc:
+        raise SourceError(f"cannot list directory {printable(shown)} ({exc.strerror})") from exc
+    subdirectories = []
+    for item in dir_entries:
+        rel = f"{directory.rel}/{item.name}" if directory.rel else item.name
+        path = os.path.join(directory.source, item.name)
+        try:
+            info = item.stat(follow_symlinks=False)  # fstatat() in the listed directory
+        except OSError as exc:
+            raise SourceError(f"cannot stat {printable(rel)} ({exc.strerror})") from exc
+        mode = info.st_mode
+        if stat.S_ISDIR(mode):
+            child = Entry(
+                name=item.name, rel=rel, kind="dir", mode=mode, source=path, identity=identity(info)
+            )
+            subdirectories.append(child)
+        elif stat.S_ISREG(mode):
+            # pycdlib only stats files at layout time; os.access() catches an
+            # unreadable file now, before the first byte, without opening it
+            # (with the effective ids: those of the worker that will read it).
+            if not os.access(item.name, os.R_OK, dir_fd=descriptor, effective_ids=_EFFECTIVE_IDS):
+                raise SourceError(f"cannot read file {printable(rel)} (permission denied)")
+            child = Entry(
+                name=item.name,
+                rel=rel,
+                kind="file",
+                mode=mode,
+                source=path,
+                identity=identity(info),
+                size=info.st_size,
+            )
+        elif stat.S_ISLNK(mode):
+            try:
+                target = os.readlink(item.name, dir_fd=descriptor)
+            except OSError as exc:
+                raise SourceError(f"cannot read symlink {printable(rel)} ({exc.strerror})") from exc
+            child = Entry(name=item.name, rel=rel, kind="symlink", mode=mode, target=target)
+        else:
+            continue  # sockets, fifos and devices have no place on a CD
+        directory.children[item.name] = child
+    return subdirectories
 
 
 def overlay_extras(top: Entry, extra_files: Mapping[str, bytes]) -> None:
@@ -118,11 +189,22 @@ def tree_probe(top: Entry) -> Probe:
             return Found("file", len(entry.data), entry.data[:HEAD_BYTES])
         if entry.kind != "file":
             return None
-        assert entry.source is not None
+        assert top.source is not None and top.identity is not None
+        root = SourceRoot(top.source, top.identity)
         try:
-            with open(entry.source, "rb") as handle:
-                return Found("file", os.fstat(handle.fileno()).st_size, handle.read(HEAD_BYTES))
+            descriptor = open_checked(root, entry.rel, entry.identity, entry.size)
+        except NotAsLaidOut as exc:
+            changed = f"{printable(rel)} changed while the source was laid out"
+            raise SourceError(f"{changed} ({exc.strerror})") from exc
+        except OSError as exc:
+            if exc.errno is not None and is_symlink_error(exc):
+                raise SourceError(f"{printable(rel)} changed while the source was laid out") from exc
+            raise SourceError(f"cannot read {printable(rel)} ({exc.strerror})") from exc
+        try:
+            return Found("file", entry.size, read_head(descriptor, HEAD_BYTES))
         except OSError as exc:
             raise SourceError(f"cannot read {printable(rel)} ({exc.strerror})") from exc
+        finally:
+            os.close(descriptor)
 
     return probe

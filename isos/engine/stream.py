@@ -2,13 +2,15 @@
 protocol every ISO the portal sends follows (the engine's image, a generate hook's file).
 
 Each source file (or range of a vendor ISO) is opened only while its bytes go out, into
-one reused chunk buffer; the boot info table and the GPT headers are patched into the
+one reused chunk buffer, never through a symlink and only if it is the inode laid out
+(:mod:`isos.engine.source_files`); the boot info table and the GPT headers are patched into the
 output, never into the source. A file that changed since the layout fails the stream
 rather than send a wrong ISO (docs/design.md, "The engine").
 """
 
 from __future__ import annotations
 
+import errno
 import functools
 import os
 import stat
@@ -21,6 +23,16 @@ from isos.engine.errors import StreamError
 from isos.engine.names import printable
 from isos.engine.plan import FileData, Metadata, Piece
 from isos.engine.pycdlib_internals import close_quietly
+from isos.engine.source_files import (
+    FILE_FLAGS,
+    NotAsLaidOut,
+    SourceRoot,
+    SourceWalker,
+    check_file,
+    is_symlink_error,
+    open_real_path,
+)
+from isos.engine.vendor import vendor_stamp
 
 
 class IsoStream(Protocol):
@@ -90,69 +102,137 @@ class _ChunkBuffer:
                 yield chunk
 
 
-def _emit_file(out: _ChunkBuffer, piece: FileData, on_stale: Callable[[], None]) -> Iterator[bytes]:
+class _SourceFiles:
+    """The descriptors one stream reads source files through, and their checks.
+
+    A directory source's files are opened from directory descriptors, never through a
+    symlink (:class:`~isos.engine.source_files.SourceWalker`), and must be the very
+    inodes the scan recorded; a vendor ISO is opened once per stream the same way, and
+    must still be the one laid out. ``close()`` releases everything; idempotent.
+    """
+
+    def __init__(self, source: SourceRoot | None) -> None:
+        self._walker = SourceWalker(source) if source is not None else None
+        self._vendor: dict[str, int] = {}
+
+    def open_tree_file(self, piece: FileData) -> int:
+        """The source file's descriptor (the caller closes it), checked against the scan."""
+        if self._walker is None:
+            raise StreamError(f"{printable(piece.rel)}: no source directory to read it from")
+        descriptor = self._walker.open_file(piece.rel)
+        try:
+            check_file(os.fstat(descriptor), piece.identity)
+        except BaseException:
+            os.close(descriptor)
+            raise
+        return descriptor
+
+    def vendor_iso(self, path: str) -> int:
+        """The vendor ISO's descriptor, opened once per stream (closed by ``close()``)."""
+        descriptor = self._vendor.get(path)
+        if descriptor is None:
+            descriptor = self._vendor[path] = open_real_path(path, FILE_FLAGS)
+        return descriptor
+
+    def close(self) -> None:
+        vendor, self._vendor = self._vendor, {}
+        for descriptor in vendor.values():
+            os.close(descriptor)
+        if self._walker is not None:
+            self._walker.close()
+
+
+def _emit_file(
+    out: _ChunkBuffer, piece: FileData, files: _SourceFiles, on_stale: Callable[[], None]
+) -> Iterator[bytes]:
     if piece.memory is not None:
         yield from out.put(memoryview(piece.memory)[: piece.length])
     else:
-        yield from _emit_disk_file(out, piece, on_stale)
+        yield from _emit_disk_file(out, piece, files, on_stale)
     yield from out.put_zeros(piece.end - piece.offset - piece.length)
 
 
-def _emit_disk_file(out: _ChunkBuffer, piece: FileData, on_stale: Callable[[], None]) -> Iterator[bytes]:
-    """Read a source file straight into the chunk buffer, checking it against its layout.
+def _open_checked(piece: FileData, files: _SourceFiles, on_stale: Callable[[], None]) -> tuple[int, bool]:
+    """A descriptor to read ``piece`` from, and whether the caller closes it.
 
-    Plain descriptors (os.open, os.readv), not file objects: a tree of 10,000 small
-    files spends most of its streaming time opening them. Opened only while its bytes go
-    out: one descriptor at a time, closed even when the consumer stops early.
-
-    A file whose size changed since the layout fails the stream (a truncated or padded
-    file must never pass for a complete download); one whose mode changed is sent, and
-    ``on_stale`` tells the layout's owner either way.
+    Anything but the file laid out (a symlink in its place or on its way, another inode,
+    a special file, a file gone) calls ``on_stale`` and fails the stream before any of
+    its bytes go out.
     """
     assert piece.path is not None
-    path, length, rel = piece.path, piece.length, piece.rel
+    rel, length = piece.rel, piece.length
     try:
-        # O_NONBLOCK: a file replaced by a FIFO since the layout must not block the stream
-        # forever waiting for a writer (it is refused below); regular files ignore the flag.
-        fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC | os.O_NONBLOCK)
-    except OSError as exc:
-        raise StreamError(f"cannot read {printable(rel)} while streaming ({exc.strerror})") from exc
-    try:
-        info = os.fstat(fd)
-        if not stat.S_ISREG(info.st_mode):
-            on_stale()
-            raise StreamError(f"{printable(rel)} is no longer a regular file")
-        # A size other than the laid-out one means the layout is stale (the file was
-        # rewritten in place): fail rather than send a truncated or padded file.
         if piece.origin_stamp is not None:
             # A range of a vendor ISO: the whole ISO must be the one laid out (its
             # metadata shaped the layout, not only this file's bytes).
-            if (info.st_size, info.st_mtime_ns, info.st_ino) != piece.origin_stamp:
-                on_stale()
-                raise StreamError(f"the vendor ISO {printable(rel)} changed after layout")
-            os.lseek(fd, piece.origin_offset, os.SEEK_SET)
-        elif info.st_size != length or (piece.mode and info.st_mode != piece.mode):
-            on_stale()
-        if piece.origin_stamp is None and info.st_size != length:
-            change = "shrank" if info.st_size < length else "grew"
+            descriptor = files.vendor_iso(piece.path)
+            info = os.fstat(descriptor)
+            if not stat.S_ISREG(info.st_mode) or vendor_stamp(info) != piece.origin_stamp:
+                raise NotAsLaidOut(errno.ESTALE, "changed")
+            return descriptor, False
+        descriptor = files.open_tree_file(piece)
+    except NotAsLaidOut as exc:
+        on_stale()
+        if piece.origin_stamp is not None:
+            raise StreamError(f"the vendor ISO {printable(rel)} changed after layout") from exc
+        if exc.errno == errno.EINVAL:  # a FIFO, a device, a directory
+            raise StreamError(f"{printable(rel)} is no longer a regular file") from exc
+        raise StreamError(f"{printable(rel)} is not the file laid out ({exc.strerror})") from exc
+    except OSError as exc:
+        on_stale()
+        if exc.errno is not None and is_symlink_error(exc):
             raise StreamError(
-                f"{printable(rel)} {change} after layout ({info.st_size} bytes, laid out {length})"
-            )
+                f"{printable(rel)} is not the file laid out (a symlink in its place or on its way)"
+            ) from exc
+        raise StreamError(f"cannot read {printable(rel)} while streaming ({exc.strerror})") from exc
+    info = os.fstat(descriptor)
+    # A size other than the laid-out one means the layout is stale (the file was
+    # rewritten in place): fail rather than send a truncated or padded file.
+    if info.st_size != length or (piece.mode and info.st_mode != piece.mode):
+        on_stale()
+    if info.st_size != length:
+        os.close(descriptor)
+        change = "shrank" if info.st_size < length else "grew"
+        raise StreamError(f"{printable(rel)} {change} after layout ({info.st_size} bytes, laid out {length})")
+    return descriptor, True
+
+
+def _emit_disk_file(
+    out: _ChunkBuffer, piece: FileData, files: _SourceFiles, on_stale: Callable[[], None]
+) -> Iterator[bytes]:
+    """Read a source file straight into the chunk buffer, checking it against its layout.
+
+    Plain descriptors (``openat`` from directory descriptors, ``preadv``), not file
+    objects: a tree of 10,000 small files spends most of its streaming time opening
+    them. Opened only while its bytes go out: one file descriptor at a time, closed even
+    when the consumer stops early.
+
+    A file that is not the one laid out (another inode, a symlink, a special file), or
+    whose size changed, fails the stream (a wrong, truncated or padded file must never
+    pass for a complete download); one whose mode changed is sent; ``on_stale`` tells the
+    layout's owner in every case.
+    """
+    descriptor, owned = _open_checked(piece, files, on_stale)
+    rel, length = piece.rel, piece.length
+    try:
+        position = piece.origin_offset if piece.origin_stamp is not None else 0
         left = length
         while left:
             want = min(left, out.size - out.fill)
-            got = os.readv(fd, [out.view[out.fill : out.fill + want]])
+            got = os.preadv(descriptor, [out.view[out.fill : out.fill + want]], position)
             if not got:
                 raise StreamError(
                     f"{printable(rel)} shrank while streaming ({length - left} of {length} bytes)"
                 )
             left -= got
+            position += got
             if (chunk := out.advance(got)) is not None:
                 yield chunk
     except OSError as exc:
         raise StreamError(f"cannot read {printable(rel)} while streaming ({exc.strerror})") from exc
     finally:
-        os.close(fd)
+        if owned:
+            os.close(descriptor)
 
 
 class IsoImage:
@@ -180,8 +260,10 @@ class IsoImage:
         chunk_size: int,
         on_stale: Callable[[], None] = lambda: None,
         reference_fixes: Sequence[tuple[int, bytes]] = (),
+        source: SourceRoot | None = None,
     ) -> None:
         self._iso: pycdlib.PyCdlib | None = iso
+        self._source = source
         self._reference_fixes = reference_fixes
         self._on_stale = on_stale
         self._plan = plan
@@ -204,24 +286,28 @@ class IsoImage:
 
     def _generate(self) -> Generator[bytes, None, None]:
         out = _ChunkBuffer(self._chunk_size, self._patches)
-        position = 0
-        source_read = False
-        for piece in self._plan:
-            yield from out.put_zeros(piece.offset - position)
-            if isinstance(piece, Metadata):
-                yield from out.put(piece.data)
-            else:
-                if not source_read and piece.path is not None:
-                    # The first chunk never waits on source files: what precedes the
-                    # first one (the metadata) goes out as soon as it is asked for.
-                    source_read = True
-                    if out.fill:
-                        yield out.take()
-                yield from _emit_file(out, piece, self._on_stale)
-            position = piece.end
-        yield from out.put_zeros(self.size - position)
-        if out.fill:
-            yield out.take()
+        files = _SourceFiles(self._source)
+        try:
+            position = 0
+            source_read = False
+            for piece in self._plan:
+                yield from out.put_zeros(piece.offset - position)
+                if isinstance(piece, Metadata):
+                    yield from out.put(piece.data)
+                else:
+                    if not source_read and piece.path is not None:
+                        # The first chunk never waits on source files: what precedes the
+                        # first one (the metadata) goes out as soon as it is asked for.
+                        source_read = True
+                        if out.fill:
+                            yield out.take()
+                    yield from _emit_file(out, piece, files, self._on_stale)
+                position = piece.end
+            yield from out.put_zeros(self.size - position)
+            if out.fill:
+                yield out.take()
+        finally:
+            files.close()  # the directories (and vendor ISO) held open along the way
 
     def write_reference(self, fp: BinaryIO) -> None:
         """Write the same image with pycdlib's own ``write_fp()`` (seekable ``fp``).

@@ -17,6 +17,7 @@ from typing import Final
 from isos.engine.layout import Layout, lay_out
 from isos.engine.plan import BLOCK_SIZE, FileData, Metadata, Piece, plan, render_metadata
 from isos.engine.pycdlib_internals import close_quietly, set_recorded_length
+from isos.engine.source_files import SourceRoot
 from isos.engine.stream import IsoImage
 
 # The largest extra file a template takes: one block (see the module's docstring).
@@ -46,6 +47,7 @@ class LayoutTemplate:
     boot_description: str
     extra_offsets: Mapping[str, int]  # name → offset of its data block
     length_fields: Mapping[str, tuple[int, ...]]  # name → offsets of its data-length fields
+    source: SourceRoot | None = None  # the directory source as scanned (None: a vendor ISO)
 
     @property
     def footprint(self) -> int:
@@ -89,6 +91,7 @@ class LayoutTemplate:
             boot_description=self.boot_description,
             chunk_size=chunk_size,
             on_stale=on_stale,
+            source=self.source,
         )
 
 
@@ -126,6 +129,7 @@ def make_layout_template(
         boot_description=layout.boot_description,
         extra_offsets=extra_offsets,
         length_fields={name: tuple(offsets) for name, offsets in length_fields.items()},
+        source=layout.source,
     )
 
 

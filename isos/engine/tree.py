@@ -21,7 +21,9 @@ class Entry:
     rel: str  # POSIX path relative to the ISO root, for messages
     kind: Kind
     mode: int = 0
-    source: str | None = None  # absolute path of a source file
+    source: str | None = None  # absolute path of a source file or directory (real path)
+    identity: tuple[int, int] | None = None  # (st_dev, st_ino) of a source file or directory, as scanned
+    size: int = 0  # of a source file, as scanned (lstat)
     target: str = ""  # symlink target
     data: bytes = b""  # content of an extra file
     children: dict[str, Entry] = field(default_factory=dict)

@@ -9,20 +9,23 @@ What is kept of the vendor's boot setup and what is made anew: docs/design.md,
 
 from __future__ import annotations
 
+import errno
 import io
 import itertools
 import os
 import stat
 from collections.abc import Mapping
 from dataclasses import dataclass
+from typing import BinaryIO
 
 import pycdlib
 from pycdlib.pycdlibexception import PyCdlibException
 
 from isos.engine.errors import SourceError
 from isos.engine.names import iso_dir_identifier, iso_file_identifier, iso_key, joliet_identifier, printable
-from isos.engine.pycdlib_internals import has_hybrid_mbr, list_directory
+from isos.engine.pycdlib_internals import has_hybrid_mbr, list_directory, open_owned_fp
 from isos.engine.scan import CREATED_DIR_MODE, EXTRA_FILE_MODE
+from isos.engine.source_files import FILE_FLAGS, NotAsLaidOut, is_symlink_error, open_real_path
 from isos.engine.tree import Entry
 
 
@@ -30,9 +33,9 @@ from isos.engine.tree import Entry
 class VendorOrigin:
     """The vendor ISO that file data is read from while streaming."""
 
-    path: str
+    path: str  # its real path, opened with no symlink at any component
     name: str  # for messages
-    stamp: tuple[int, int, int]  # (size, mtime_ns, inode) when laid out
+    stamp: tuple[int, int, int, int]  # (size, mtime_ns, st_dev, st_ino) when laid out
 
 
 def is_vendor_iso(path: os.PathLike[str] | str) -> bool:
@@ -46,21 +49,43 @@ def is_vendor_iso(path: os.PathLike[str] | str) -> bool:
         return False
 
 
-def vendor_origin(path: str) -> VendorOrigin:
-    """The vendor ISO as it is now; SourceError, before the first byte, if unreadable."""
+def vendor_stamp(info: os.stat_result) -> tuple[int, int, int, int]:
+    return info.st_size, info.st_mtime_ns, info.st_dev, info.st_ino
+
+
+def open_vendor_file(path: str) -> BinaryIO:
+    """The vendor ISO at its real ``path``, opened with no symlink at any component (a
+    symlink put in its place since the source was named is refused); OSError else."""
+    descriptor = open_real_path(path, FILE_FLAGS)
     try:
-        info = os.stat(path)
-        with open(path, "rb"):
-            pass  # unreadable: say so now, before the first byte
+        if not stat.S_ISREG(os.fstat(descriptor).st_mode):
+            raise NotAsLaidOut(errno.EINVAL, "not a regular file")
+    except BaseException:
+        os.close(descriptor)
+        raise
+    return os.fdopen(descriptor, "rb")
+
+
+def open_vendor_source(path: str) -> tuple[BinaryIO, VendorOrigin]:
+    """The vendor ISO, open, and its origin as it is now; SourceError, before the first
+    byte, if it cannot be read. Everything the layout reads of it comes from this one
+    descriptor, whose stamp the stream checks before reading each range."""
+    try:
+        handle = open_vendor_file(path)
     except OSError as exc:
+        if exc.errno is not None and is_symlink_error(exc):
+            raise SourceError("the vendor ISO is not a regular file (a symlink on its path)") from exc
         raise SourceError(f"the vendor ISO cannot be read ({exc.strerror})") from exc
-    return VendorOrigin(path, os.path.basename(path), (info.st_size, info.st_mtime_ns, info.st_ino))
+    stamp = vendor_stamp(os.fstat(handle.fileno()))
+    return handle, VendorOrigin(path, os.path.basename(path), stamp)
 
 
-def open_vendor_iso(iso: pycdlib.PyCdlib, path: str) -> None:
-    """Parse the vendor ISO into ``iso``, without its hybrid MBR/GPT (made anew if at all)."""
+def open_vendor_iso(iso: pycdlib.PyCdlib, handle: BinaryIO) -> None:
+    """Parse the open vendor ISO into ``iso``, which then owns ``handle`` (closed with it,
+    or here if parsing fails), without its hybrid MBR/GPT (made anew if at all)."""
+    handle.seek(0)
     try:
-        iso.open(path)
+        open_owned_fp(iso, handle)
     except PyCdlibException as exc:
         raise SourceError(f"the vendor ISO cannot be parsed ({exc})") from exc
     if iso.has_udf():
