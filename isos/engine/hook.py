@@ -23,6 +23,7 @@ from pathlib import Path, PurePosixPath
 from typing import BinaryIO
 
 from isos.engine.boot_plan import BIOS_BOOT_FILE, EFI_IMAGES, BootSettingsError, read_settings
+from isos.engine.source_files import DIRECTORY_FLAGS, FILE_FLAGS, open_real_path
 
 logger = logging.getLogger(__name__)
 
@@ -95,22 +96,54 @@ def lay_out_private_view(source: Path, view: Path, files: Mapping[str, bytes]) -
     source's folder, so writing the file never reaches the shared tree.
     """
     own_files = {_relative_path(name) for name in files}
-    copies = {
-        PurePosixPath(name)
-        for name in boot_images(source)
-        if PurePosixPath(name) not in own_files and source.joinpath(name).is_file()
-    }
-    real_dirs = {parent for path in own_files | copies for parent in path.parents if parent.parts}
-    _mirror_folder(source, view, PurePosixPath(), real_dirs, own_files | copies)
-    for name, data in files.items():
-        # 0600 from the start (password.cfg holds the root password's hash); O_EXCL and
-        # O_NOFOLLOW: the view is new, so anything already there is a mistake.
+    images: dict[PurePosixPath, int] = {}
+    try:
+        for name in sorted(boot_images(source)):
+            path = PurePosixPath(name)
+            if path not in own_files and (descriptor := _open_boot_image(source, name)) is not None:
+                images[path] = descriptor
+        copies = set(images)
+        real_dirs = {parent for path in own_files | copies for parent in path.parents if parent.parts}
+        _mirror_folder(source, view, PurePosixPath(), real_dirs, own_files | copies)
+        # O_EXCL and O_NOFOLLOW: the view is new, so anything already there is a mistake.
         flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC
-        descriptor = os.open(view.joinpath(name), flags, 0o600)
-        with os.fdopen(descriptor, "wb") as out:
-            out.write(data)
-    for path in copies:
-        shutil.copyfile(source.joinpath(*path.parts), view.joinpath(*path.parts))
+        for name, data in files.items():
+            # 0600 from the start (password.cfg holds the root password's hash).
+            descriptor = os.open(view.joinpath(name), flags, 0o600)
+            with os.fdopen(descriptor, "wb") as out:
+                out.write(data)
+        for path, image in images.items():
+            descriptor = os.open(view.joinpath(*path.parts), flags, 0o644)
+            with os.fdopen(descriptor, "wb") as out, os.fdopen(os.dup(image), "rb") as copied:
+                shutil.copyfileobj(copied, out)
+    finally:
+        for descriptor in images.values():
+            os.close(descriptor)
+
+
+def _open_boot_image(source: Path, name: str) -> int | None:
+    """The boot image to copy into the view, open; None when there is none to copy.
+
+    Read by the portal only inside the source: a regular file there, reached through its
+    folders or through symlinks that stay inside it, opened by its real path with no
+    symlink followed. One that leads out of the source is not copied: the view links to
+    it as to any other entry, as the source has it (logged).
+    """
+    root = os.path.realpath(source)
+    real = os.path.realpath(source.joinpath(name))
+    if not os.path.lexists(source.joinpath(name)):
+        return None
+    if not real.startswith(root + os.sep):
+        logger.warning("%s leads outside the source; the hook's view links to it, not a copy", name)
+        return None
+    try:
+        descriptor = open_real_path(real, FILE_FLAGS)
+    except OSError:
+        return None  # gone, unreadable, or a link put on its way since: not copied
+    if not stat.S_ISREG(os.fstat(descriptor).st_mode):
+        os.close(descriptor)
+        return None
+    return descriptor
 
 
 def boot_images(source: Path) -> set[str]:
@@ -230,7 +263,11 @@ def run_generate_hook(
     when this returns or raises.
     """
     work = Path(tempfile.mkdtemp(prefix=TEMP_PREFIX))
+    work_fd: int | None = None
     try:
+        # The hook's output is opened from this descriptor: whatever is done to the path
+        # of the temporary directory meanwhile, it is our directory's output.iso.
+        work_fd = os.open(work, DIRECTORY_FLAGS)
         view, output, log_path = work / "view", work / "output.iso", work / "hook.log"
         (work / "home").mkdir()
         (work / "tmp").mkdir()
@@ -240,7 +277,7 @@ def run_generate_hook(
         )
         started = time.monotonic()
         failure = _run_to_completion(hook, output, view, environment, log_path, timeout)
-        opened = failure or _open_output(output, chunk_size)
+        opened = failure or _open_output(work_fd, output.name, chunk_size)
         if isinstance(opened, str):
             raise HookError(f"generate hook {hook} {opened}; {_output_tail(log_path)}")
         logger.info(
@@ -250,6 +287,8 @@ def run_generate_hook(
     except OSError as error:
         raise HookError(f"generate hook {hook} could not be run: {error}") from error
     finally:
+        if work_fd is not None:
+            os.close(work_fd)
         _remove_tree(work)
 
 
@@ -306,12 +345,13 @@ def _kill_process_group(pgid: int) -> None:
         os.killpg(pgid, signal.SIGKILL)
 
 
-def _open_output(output: Path, chunk_size: int) -> HookIso | str:
-    """The hook's ISO opened for the stream, or why it cannot be sent."""
+def _open_output(work_fd: int, name: str, chunk_size: int) -> HookIso | str:
+    """The hook's ISO (``name`` in the temporary directory open as ``work_fd``) opened for
+    the stream, or why it cannot be sent."""
     try:
         # O_NOFOLLOW: a symlink is not an ISO the hook wrote; O_NONBLOCK: a FIFO must not
         # block the request (it has no writer left).
-        descriptor = os.open(output, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC)
+        descriptor = os.open(name, FILE_FLAGS, dir_fd=work_fd)
     except FileNotFoundError:
         return "wrote no ISO to its output path"
     except OSError as error:
