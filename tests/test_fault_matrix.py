@@ -143,6 +143,23 @@ def grow_target(scene: Scene) -> None:
         target.write(b"appended while streaming" * 100)
 
 
+def swap_target_for_symlink(scene: Scene) -> None:
+    """install.img swapped for a same-size symlink to a file outside the location, its
+    folder's time put back (so no directory time tells the layout cache)."""
+    outside = scene.notes / "outside.img"
+    outside.write_bytes(pseudo_random_bytes("outside the location", len(TARGET_BYTES)))
+    target = scene.source / TARGET
+    before = os.stat(target.parent)
+    target.unlink()
+    target.symlink_to(outside)
+    os.utime(target.parent, ns=(before.st_atime_ns, before.st_mtime_ns))
+
+
+def restore_target_file(scene: Scene) -> None:
+    (scene.source / TARGET).unlink()
+    restore_target(scene)
+
+
 def lock_target(scene: Scene) -> None:
     # Unreadable for the worker for real: the server runs without the DAC capabilities
     # (see start_portal), so mode 000 denies root's worker too.
@@ -226,6 +243,14 @@ FAULTS = [
         restore_target,
         "failed",
         r"images/install\.img grew after layout",
+    ),
+    Fault(
+        "file-swapped-for-a-symlink-mid-stream",
+        "mid-stream",
+        swap_target_for_symlink,
+        restore_target_file,
+        "failed",
+        r"images/install\.img is not the file laid out \(a symlink in its place or on its way\)",
     ),
     Fault(
         "unreadable-file",
