@@ -6,13 +6,17 @@ rule is reported at once, in Traffic Ops' order first, then ours. Each message n
 field so it reads well both joined into one alert and shown beside a form field.
 
 Every value that reaches a cfg file has passed a pattern that admits no quote,
-backslash, dollar, backtick, newline or space: the installer ``source``s those files.
+backslash, dollar, backtick, space, line break or other control character: the installer
+``source``s those files. A rule matches the whole value (``fullmatch``: ``$`` would also
+match before a final newline), and digits are ASCII digits only (``str.isdigit()`` and
+``\\d`` take any script's, and superscripts ``int()`` cannot read).
 """
 
 from __future__ import annotations
 
 import ipaddress
 import re
+import unicodedata
 from collections.abc import Callable, Mapping
 from typing import Any
 
@@ -21,9 +25,15 @@ from rest_framework import serializers
 from isos.kickstart import IsoRequest
 from portal.trafficops.json_body import NUL_CHARACTER, unstorable_character
 
-HOST_LABEL = re.compile(r"^(?!-)[A-Za-z0-9-]{1,63}(?<!-)$")
-INTERFACE_NAME = re.compile(r"^[A-Za-z0-9_.-]{1,15}$")
-DISK_SEGMENT = re.compile(r"^[A-Za-z0-9_.:+@,=-]+$")
+# Always used with fullmatch (the whole value); ASCII only.
+HOST_LABEL = re.compile(r"(?!-)[A-Za-z0-9-]{1,63}(?<!-)")
+INTERFACE_NAME = re.compile(r"[A-Za-z0-9_.-]{1,15}")
+DISK_SEGMENT = re.compile(r"[A-Za-z0-9_.:+@,=-]+")
+ASCII_NUMBER = re.compile(r"[0-9]{1,6}")
+# Unicode's control (Cc: C0, DEL, C1 such as \x85), format (Cf), line (U+2028) and
+# paragraph (U+2029) separators: what a file, a terminal or a log reader may take for a line
+# break or a command.
+CONTROL_CATEGORIES = frozenset({"Cc", "Cf", "Zl", "Zp"})
 MTU_RANGE = (1280, 9216)
 MAX_FQDN = 253
 DHCP_WORDS = {"yes": True, "true": True, "1": True, "no": False, "false": False, "0": False}
@@ -34,6 +44,12 @@ REQUIRED_WITH_MGMT = ["mgmtInterface", "mgmtIpGateway"]
 REQUIRED_WITHOUT_DHCP = ["ipAddress", "ipNetmask", "ipGateway"]
 # Ignored (neither checked nor written) when dhcp is yes.
 STATIC_ONLY_FIELDS = {"ipAddress", "ipNetmask", "ipGateway", "ip6Address", "ip6Gateway"}
+
+
+def has_control_character(text: str) -> bool:
+    """Whether ``text`` holds a control character, a line or paragraph separator, or an
+    invisible format character (CONTROL_CATEGORIES)."""
+    return any(unicodedata.category(char) in CONTROL_CATEGORIES for char in text)
 
 
 class RuleField(serializers.Field):  # type: ignore[type-arg]
@@ -70,14 +86,21 @@ class RuleField(serializers.Field):  # type: ignore[type-arg]
 
 
 class OsVersionDirField(RuleField):
+    """Checked against the user's OS versions later; only text a directory name can hold here."""
+
     max_length = 1024
+
+    def check(self, text: str) -> str:
+        if has_control_character(text):
+            raise self.fail_with("must be a directory name without control characters or line breaks")
+        return text
 
 
 class HostNameField(RuleField):
     max_length = 63
 
     def check(self, text: str) -> str:
-        if not HOST_LABEL.match(text):
+        if not HOST_LABEL.fullmatch(text):
             raise self.fail_with("must be a valid host name (letters, digits and inner hyphens)")
         return text
 
@@ -86,7 +109,7 @@ class DomainNameField(RuleField):
     max_length = MAX_FQDN
 
     def check(self, text: str) -> str:
-        if not all(HOST_LABEL.match(label) for label in text.split(".")):
+        if not all(HOST_LABEL.fullmatch(label) for label in text.split(".")):
             raise self.fail_with("must be a valid domain name (dot-separated host names)")
         return text
 
@@ -125,8 +148,8 @@ class MtuField(RuleField):
     def to_internal_value(self, data: Any) -> int:
         if isinstance(data, bool):
             raise self.fail_with("must be an integer")
-        if isinstance(data, str) and re.fullmatch(r"\s*\d{1,6}\s*", data):
-            data = int(data)
+        if isinstance(data, str) and ASCII_NUMBER.fullmatch(data.strip()):
+            data = int(data.strip())
         if not isinstance(data, int):
             raise self.fail_with("must be an integer")
         low, high = MTU_RANGE
@@ -159,7 +182,7 @@ def parse_ipv6(text: str, allow_prefix: bool) -> str | None:
     if "." in text or "%" in text:
         return None
     address, slash, prefix = text.partition("/")
-    if slash and not (allow_prefix and prefix.isdigit() and int(prefix) <= 128):
+    if slash and not (allow_prefix and ASCII_NUMBER.fullmatch(prefix) and int(prefix) <= 128):
         return None
     try:
         parsed = ipaddress.IPv6Address(address)
@@ -217,7 +240,7 @@ class InterfaceNameField(RuleField):
     max_length = 15
 
     def check(self, text: str) -> str:
-        if not INTERFACE_NAME.match(text) or text in {".", ".."}:
+        if not INTERFACE_NAME.fullmatch(text) or text in {".", ".."}:
             raise self.fail_with("must be a Linux interface name (at most 15 letters, digits, _ . -)")
         return text
 
@@ -227,7 +250,7 @@ class DiskField(RuleField):
 
     def check(self, text: str) -> str:
         segments = text.split("/")
-        if not all(DISK_SEGMENT.match(s) and s not in {".", ".."} for s in segments):
+        if not all(DISK_SEGMENT.fullmatch(s) and s not in {".", ".."} for s in segments):
             raise self.fail_with(
                 "must be a device name under /dev/ without the /dev/ prefix, "
                 "e.g. sda, nvme0n1 or disk/by-id/wwn-0x5000c500a1b2c3d4"

@@ -78,8 +78,8 @@ DHCP_YES: list[Any] = ["yes", "YES", "Yes", "true", "TRUE", "1", " yes ", True, 
 DHCP_NO: list[Any] = ["no", "NO", "No", "false", "False", "0", "\tno\n", False, 0]
 
 # One assignment per line, docs/api.md's shape; the value class leaves out everything a shell
-# would still interpret between double quotes, and line breaks.
-ASSIGNMENT = re.compile(r'([A-Za-z_][A-Za-z0-9_]*)="([^"\\$`\n\r\x00]*)"')
+# would still interpret between double quotes, line breaks of every kind and control characters.
+ASSIGNMENT = re.compile(r'([A-Za-z_][A-Za-z0-9_]*)="([^"\\$`\x00-\x1f\x7f-\x9f\u2028\u2029]*)"')
 SHA512_CRYPT = re.compile(r"\$6\$[./0-9A-Za-z]{16}\$[./0-9A-Za-z]{86}")
 
 ALNUM = string.ascii_letters + string.digits
@@ -130,6 +130,10 @@ SHELL_CHARACTERS = {
     "backtick": "`",
     "newline": "\n",
     "cr": "\r",
+    # Line breaks to readers other than the shell (Python's splitlines, log readers, editors).
+    "vt": "\v",
+    "nel": "\x85",
+    "line-separator": "\u2028",
 }
 PAD_BEFORE = ["", "", " ", "\t"]
 PAD_AFTER = ["", "", " ", "\n", " \r\n"]
