@@ -43,6 +43,7 @@ from isos.serializers import IsoRequestSerializer
 from osversions.catalog import CatalogError, usable_catalog
 from portal.trafficops.alerts import INTERNAL_ERROR_TEXT, alert_response, alerts_body
 from portal.trafficops.json_body import json_object
+from portal.trafficops.log_text import log_text
 from portal.trafficops.openapi import INTERNAL_ERROR, UNAUTHORIZED, forbidden, schema_common
 from portal.trafficops.permissions import requires_permissions
 
@@ -137,6 +138,6 @@ class OsVersionsView(APIView):
         try:
             catalog = usable_catalog(request.user)
         except CatalogError as error:
-            logger.error("GET osversions: %s", error)
+            logger.error("GET osversions: %s", log_text(error))
             return alert_response(status.HTTP_500_INTERNAL_SERVER_ERROR, INTERNAL_ERROR_TEXT)
         return Response({"response": catalog})

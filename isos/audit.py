@@ -5,9 +5,7 @@ callers"; docs/operations.md, "Request log").
 
 from __future__ import annotations
 
-import json
 import logging
-import re
 import time
 from collections.abc import Iterator, Mapping
 from typing import Any
@@ -19,12 +17,10 @@ from isos.engine import IsoStream
 from isos.models import IsoBuild
 from isos.orphans import ProgressRecorder, close_orphaned_streams_if_due
 from portal.trafficops.json_body import UNSTORABLE
+from portal.trafficops.log_text import log_text, log_traceback, log_value
 
 logger = logging.getLogger(__name__)
 request_logger = logging.getLogger("isos.requests")
-
-# A value written bare in a log line; anything else is JSON-quoted (spaces, quotes, "=").
-BARE_VALUE = re.compile(r"^[^\s\"'=\\\x00-\x1f\x7f]+$")
 
 
 def storable(value: Any) -> Any:
@@ -43,16 +39,9 @@ def storable(value: Any) -> Any:
     return value
 
 
-def log_value(value: object) -> str:
-    """One value of a ``key=value`` line: bare when safe, else JSON-quoted; ``-`` for none."""
-    if value is None or value == "":
-        return "-"
-    text = str(value)
-    return text if BARE_VALUE.match(text) else json.dumps(text)
-
-
 def log_request_line(build: IsoBuild, bytes_sent: int, started: float) -> None:
-    """The one ``isos.requests`` line of an attempt that has ended."""
+    """The one ``isos.requests`` line of an attempt that has ended (each value through
+    ``log_value``: client text never ends the line)."""
     fields = {
         "build": build.pk,
         "user": build.username,
@@ -94,9 +83,10 @@ def record_attempt(
         finished_at=None if outcome == IsoBuild.Outcome.STREAMING else timezone.now(),
     )
     if outcome == IsoBuild.Outcome.STREAMING:
-        logger.info("ISO build %s started: %s", build.pk, build)
+        logger.info("ISO build %s started: %s", build.pk, log_text(build))
     else:
-        logger.info("ISO build %s %s: %s (%s)", build.pk, outcome, build, detail)
+        # The detail quotes the client's values (a refusal names them): one line all the same.
+        logger.info("ISO build %s %s: %s (%s)", build.pk, outcome, log_text(build), log_text(detail))
         log_request_line(build, 0, attempt.started)
     attempt.record = build
     return build
@@ -130,7 +120,8 @@ class AuditedStream:
                 self._save_progress(self._bytes_sent)  # so a dead worker's stream can be told
                 yield chunk
         except Exception as error:
-            logger.exception("ISO build %s failed mid-stream", self._build.pk)
+            # The traceback's messages may quote a source's paths: each on one line.
+            logger.error("ISO build %s failed mid-stream\n%s", self._build.pk, log_traceback(error))
             self._finish(IsoBuild.Outcome.FAILED, f"failed after {self._bytes_sent} bytes: {error}")
             raise
         self._finish(IsoBuild.Outcome.BUILT, self._build.change_log_message)
@@ -155,7 +146,7 @@ class AuditedStream:
             "ISO build %s %s: %s, %d of %s bytes sent",
             self._build.pk,
             outcome,
-            self._build,
+            log_text(self._build),
             self._bytes_sent,
             self._build.iso_size,
         )

@@ -14,7 +14,6 @@ import logging
 import re
 import socket
 import struct
-import traceback
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from typing import Any
@@ -38,11 +37,12 @@ from osversions.catalog import (
     resolve_source,
     usable_catalog,
 )
+from portal.trafficops.log_text import log_text, log_traceback, without_secret
 from portal.trafficops.permissions import missing_permission_labels, missing_permissions_message
 
 logger = logging.getLogger(__name__)
 
-PLAIN_FILENAME = re.compile(r"^[A-Za-z0-9._+@=,-]+$")
+PLAIN_FILENAME = re.compile(r"[A-Za-z0-9._+@=,-]+")  # fullmatch: the whole name
 
 
 class GenerationFailed(Exception):
@@ -59,7 +59,7 @@ def iso_filename(iso_request: IsoRequest) -> str:
 
 def content_disposition(filename: str) -> str:
     """The attachment header; names outside plain ASCII also get an RFC 6266 form."""
-    if PLAIN_FILENAME.match(filename):
+    if PLAIN_FILENAME.fullmatch(filename):
         return f'attachment; filename="{filename}"'
     fallback = re.sub(r"[^A-Za-z0-9._+@=,-]", "_", filename)
     return f"attachment; filename=\"{fallback}\"; filename*=UTF-8''{quote(filename)}"
@@ -90,7 +90,7 @@ def audit_permissions(attempt: Attempt) -> str | None:
 
 def record_failure(attempt: Attempt, reason: str) -> GenerationFailed:
     """Log and audit a failure on our side; the caller raises what this returns."""
-    logger.error("ISO generation failed before streaming: %s", reason)
+    logger.error("ISO generation failed before streaming: %s", log_text(reason))
     record_attempt(attempt, IsoBuild.Outcome.FAILED, reason)
     return GenerationFailed(reason)
 
@@ -102,11 +102,9 @@ def unexpected_failure(attempt: Attempt, error: Exception, secret: str = "") -> 
     and the traceback, in case the error quotes it. An attempt that already has its
     record (e.g. refused) keeps it.
     """
-    reason = f"unexpected error: {type(error).__name__}: {error}"
-    trace = "".join(traceback.format_exception(error))
-    if secret:
-        reason, trace = reason.replace(secret, "[root password]"), trace.replace(secret, "[root password]")
-    logger.error("ISO generation failed on our side: %s\n%s", reason, trace)
+    reason = without_secret(f"unexpected error: {type(error).__name__}: {error}", secret)
+    # Both may quote client text: log_text and log_traceback keep it on one line.
+    logger.error("ISO generation failed on our side: %s\n%s", log_text(reason), log_traceback(error, secret))
     if not attempt.recorded:
         record_attempt(attempt, IsoBuild.Outcome.FAILED, reason)
     return GenerationFailed(reason)

@@ -281,7 +281,13 @@ LOG_LEVELS = {"debug", "info", "warning", "error", "critical"}
 LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,
-    "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s %(message)s"}},
+    # Client text never splits a line, in a traceback's messages either (portal.trafficops.log_text).
+    "formatters": {
+        "plain": {
+            "class": "portal.trafficops.log_text.OneLineTracebackFormatter",
+            "format": "%(asctime)s %(levelname)s %(name)s %(message)s",
+        }
+    },
     "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
     "root": {"handlers": ["console"], "level": env_choice("LOG_LEVEL", "INFO", LOG_LEVELS).upper()},
     "loggers": {

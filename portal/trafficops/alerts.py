@@ -15,6 +15,8 @@ from django.http import Http404, JsonResponse
 from rest_framework import exceptions, status
 from rest_framework.response import Response
 
+from portal.trafficops.log_text import log_traceback
+
 logger = logging.getLogger(__name__)
 
 UNAUTHORIZED_TEXT = "unauthorized, please log in."
@@ -79,5 +81,6 @@ def alert_exception_handler(exc: Exception, context: dict[str, Any]) -> Response
     if isinstance(exc, exceptions.APIException):
         return alert_response(exc.status_code, _first_text(exc.detail))
     # Anything else is our fault: say so in the log, not in the response.
-    logger.exception("unhandled error in %s", context.get("view").__class__.__name__)
+    # The exception's message may quote the client's text: log_traceback keeps it on one line.
+    logger.error("unhandled error in %s\n%s", context.get("view").__class__.__name__, log_traceback(exc))
     return alert_response(status.HTTP_500_INTERNAL_SERVER_ERROR, INTERNAL_ERROR_TEXT)
