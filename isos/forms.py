@@ -27,6 +27,7 @@ from isos.serializers import (
     IsoRequestSerializer,
     canonical_keys,
 )
+from portal.trafficops.json_body import unstorable_character
 
 CONFIRM_FIELD = "confirmRootPass"
 PASSWORD_FIELDS = frozenset({"rootPass", CONFIRM_FIELD})
@@ -181,8 +182,14 @@ class GenerateForm(forms.Form):
 
     @classmethod
     def from_query(cls, query: QueryDict, catalog: Mapping[str, str]) -> GenerateForm:
-        """A form prefilled from a link: API keys in any case, or ``fqdn``; never a password."""
-        given = {key: value for key, value in query.items() if isinstance(value, str)}
+        """A form prefilled from a link: API keys in any case, or ``fqdn``; never a password,
+        nor a value holding text no database or file can hold (a NUL: dropped, as the
+        history's filters drop it)."""
+        given = {
+            key: value
+            for key, value in query.items()
+            if isinstance(value, str) and unstorable_character(value) is None
+        }
         initial: dict[str, Any] = {
             name: value for name, value in canonical_keys(given).items() if name not in PASSWORD_FIELDS
         }

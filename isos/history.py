@@ -3,6 +3,11 @@
 Everyone sees their own attempts; an admin (a superuser, or a member of the group
 ``admin``) sees everyone's. A record's ``request_settings`` never hold the root
 password, so "Generate again" can link them into the form as they are.
+
+A record names the directory its request asked for, whether it exists or not; its display
+name is shown only for an OS version the viewer may use (admins: all), so a refused
+attempt never tells a user which other directories exist. A filter holding text no
+database can store (a NUL) is dropped: PostgreSQL would refuse the query.
 """
 
 from __future__ import annotations
@@ -14,8 +19,11 @@ from urllib.parse import urlencode
 from django.contrib.auth.models import AnonymousUser, User
 from django.db.models import QuerySet
 from django.http import QueryDict
+from guardian.shortcuts import get_objects_for_user
 
 from isos.models import IsoBuild
+from osversions.models import USE_OSVERSION, OsVersion
+from portal.trafficops.json_body import unstorable_character
 
 ADMIN_GROUP = "admin"
 PAGE_SIZE = 25
@@ -38,6 +46,26 @@ def visible_builds(user: User | AnonymousUser) -> QuerySet[IsoBuild]:
     return builds.filter(user=user)
 
 
+def version_names(user: User | AnonymousUser) -> dict[str, str]:
+    """Directory → display name of the OS versions whose names ``user`` may see.
+
+    Those the user may use (the global permission or a grant on the row, unavailable rows
+    too: the grant outlives the osversions.json entry); an admin sees every name.
+    """
+    rows = OsVersion.objects.all()
+    if not sees_every_build(user):
+        if not isinstance(user, User) or not user.is_active:
+            return {}
+        rows = get_objects_for_user(user, USE_OSVERSION, klass=rows, accept_global_perms=True)
+    return dict(rows.order_by("name").values_list("directory", "name"))
+
+
+def query_text(query: QueryDict, key: str) -> str:
+    """A query-string value, trimmed; "" when absent or holding text no database can store."""
+    text = query.get(key, "").strip()
+    return "" if unstorable_character(text) is not None else text
+
+
 @dataclass(frozen=True)
 class HistoryFilters:
     """The filters of the history page, read from its query string."""
@@ -49,11 +77,11 @@ class HistoryFilters:
 
     @classmethod
     def from_query(cls, query: QueryDict) -> HistoryFilters:
-        outcome = query.get("outcome", "").strip()
+        outcome = query_text(query, "outcome")
         return cls(
-            fqdn=query.get("fqdn", "").strip(),
-            user=query.get("user", "").strip(),
-            osversion=query.get("osversion", "").strip(),
+            fqdn=query_text(query, "fqdn"),
+            user=query_text(query, "user"),
+            osversion=query_text(query, "osversion"),
             outcome=outcome if outcome in IsoBuild.Outcome.values else "",
         )
 

@@ -31,11 +31,18 @@ from isos.generation import (
     iso_download_response,
     missing_permissions,
 )
-from isos.history import PAGE_SIZE, HistoryFilters, generate_again_query, sees_every_build, visible_builds
+from isos.history import (
+    PAGE_SIZE,
+    HistoryFilters,
+    generate_again_query,
+    sees_every_build,
+    version_names,
+    visible_builds,
+)
 from isos.models import IsoBuild
 from isos.orphans import close_orphaned_streams
 from osversions.catalog import CatalogError, usable_catalog
-from osversions.models import OsVersion
+from portal.trafficops.log_text import log_text
 
 logger = logging.getLogger(__name__)
 
@@ -66,7 +73,7 @@ def generate_iso_page(request: HttpRequest) -> HttpResponseBase:
     try:
         catalog = usable_catalog(request.user)
     except CatalogError as error:
-        logger.error("Generate ISO page: %s", error)
+        logger.error("Generate ISO page: %s", log_text(error))
         return render_form(request, GenerateForm.from_query(request.GET, {}), 500, FAILURE_TEXT)
     return render_form(request, GenerateForm.from_query(request.GET, catalog))
 
@@ -105,12 +112,13 @@ def history_page(request: HttpRequest) -> HttpResponse:
     visible = visible_builds(request.user)
     page = Paginator(filters.apply(visible), PAGE_SIZE).get_page(request.GET.get("page"))
     generate_url = reverse("isos:generate")
-    # Display names of the OS versions the records name (rows outlive osversions.json entries).
-    version_names = dict(OsVersion.objects.values_list("directory", "name"))
+    # Display names of the OS versions the records name that this user may see (rows outlive
+    # osversions.json entries); any other directory is shown as the record has it.
+    names = version_names(request.user)
     rows = [
         (
             build,
-            version_names.get(build.osversion_dir, ""),
+            names.get(build.osversion_dir, ""),
             f"{generate_url}?{generate_again_query(build)}" if build.request_settings else "",
         )
         for build in page.object_list
@@ -125,7 +133,7 @@ def history_page(request: HttpRequest) -> HttpResponse:
             "filter_query": filters.query_string(),
             "sees_everyone": sees_every_build(request.user),
             "osversion_choices": [
-                (directory, version_names.get(directory, directory))
+                (directory, names.get(directory, directory))
                 for directory in sorted(
                     set(visible.exclude(osversion_dir="").values_list("osversion_dir", flat=True))
                 )
