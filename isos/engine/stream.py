@@ -115,17 +115,19 @@ class _SourceFiles:
         self._walker = SourceWalker(source) if source is not None else None
         self._vendor: dict[str, int] = {}
 
-    def open_tree_file(self, piece: FileData) -> int:
-        """The source file's descriptor (the caller closes it), checked against the scan."""
+    def open_tree_file(self, piece: FileData) -> tuple[int, os.stat_result]:
+        """The source file's descriptor (the caller closes it) and its status, checked
+        against the scan (a regular file, the same device and inode)."""
         if self._walker is None:
             raise StreamError(f"{printable(piece.rel)}: no source directory to read it from")
         descriptor = self._walker.open_file(piece.rel)
         try:
-            check_file(os.fstat(descriptor), piece.identity)
+            info = os.fstat(descriptor)
+            check_file(info, piece.identity)
         except BaseException:
             os.close(descriptor)
             raise
-        return descriptor
+        return descriptor, info
 
     def vendor_iso(self, path: str) -> int:
         """The vendor ISO's descriptor, opened once per stream (closed by ``close()``)."""
@@ -170,7 +172,7 @@ def _open_checked(piece: FileData, files: _SourceFiles, on_stale: Callable[[], N
             if not stat.S_ISREG(info.st_mode) or vendor_stamp(info) != piece.origin_stamp:
                 raise NotAsLaidOut(errno.ESTALE, "changed")
             return descriptor, False
-        descriptor = files.open_tree_file(piece)
+        descriptor, info = files.open_tree_file(piece)
     except NotAsLaidOut as exc:
         on_stale()
         if piece.origin_stamp is not None:
@@ -185,7 +187,6 @@ def _open_checked(piece: FileData, files: _SourceFiles, on_stale: Callable[[], N
                 f"{printable(rel)} is not the file laid out (a symlink in its place or on its way)"
             ) from exc
         raise StreamError(f"cannot read {printable(rel)} while streaming ({exc.strerror})") from exc
-    info = os.fstat(descriptor)
     # A size other than the laid-out one means the layout is stale (the file was
     # rewritten in place): fail rather than send a truncated or padded file.
     if info.st_size != length or (piece.mode and info.st_mode != piece.mode):
