@@ -10,10 +10,11 @@ from __future__ import annotations
 from typing import Any
 
 from django.contrib import admin
-from django.http import HttpRequest, HttpResponse
+from django.http import HttpRequest, HttpResponse, HttpResponseBadRequest
 
 from isos.models import IsoBuild
 from isos.orphans import close_orphaned_streams
+from osversions.admin import unstorable_query
 
 
 @admin.register(IsoBuild)
@@ -40,6 +41,9 @@ class IsoBuildAdmin(admin.ModelAdmin):  # type: ignore[type-arg]
     def changelist_view(
         self, request: HttpRequest, extra_context: dict[str, str] | None = None
     ) -> HttpResponse:
+        # A search or filter holding a NUL would reach the database, which refuses it (a 500).
+        if unstorable_query(request):
+            return HttpResponseBadRequest("A search or filter holds a NUL or an unpaired surrogate.")
         # Streams whose worker died are closed before anyone reads the list.
         close_orphaned_streams()
         return super().changelist_view(request, extra_context)
