@@ -97,6 +97,8 @@ class SourceWalker:
         self._root = root
         self._root_fd: int | None = None
         self._chain: list[tuple[str, int]] = []  # (name, descriptor) below the root
+        self._folder: str | None = None  # the last file's folder ("" for the root), and its descriptor
+        self._folder_fd = -1
 
     def open_file(self, rel: str) -> int:
         """A descriptor of the file at ``rel`` (POSIX, relative), opened with FILE_FLAGS.
@@ -105,7 +107,11 @@ class SourceWalker:
         is on the way; NotAsLaidOut when the root is not the one scanned. The caller
         checks the file itself (:func:`check_file`) and closes it.
         """
-        *folders, name = rel.split("/")
+        folder, _, name = rel.rpartition("/")
+        if folder == self._folder:  # the usual case: the previous file's folder
+            return os.open(name, FILE_FLAGS, dir_fd=self._folder_fd)
+        self._folder = None
+        folders = folder.split("/") if folder else []
         if self._root_fd is None:
             self._root_fd = self._root.open()
         kept = 0
@@ -115,13 +121,15 @@ class SourceWalker:
             os.close(descriptor)
         del self._chain[kept:]
         parent = self._chain[-1][1] if self._chain else self._root_fd
-        for folder in folders[kept:]:
-            descriptor = os.open(folder, SEARCH_FLAGS, dir_fd=parent)
-            self._chain.append((folder, descriptor))
+        for part in folders[kept:]:
+            descriptor = os.open(part, SEARCH_FLAGS, dir_fd=parent)
+            self._chain.append((part, descriptor))
             parent = descriptor
+        self._folder, self._folder_fd = folder, parent
         return os.open(name, FILE_FLAGS, dir_fd=parent)
 
     def close(self) -> None:
+        self._folder, self._folder_fd = None, -1
         chain, self._chain = self._chain, []
         for _, descriptor in reversed(chain):
             os.close(descriptor)

@@ -112,22 +112,8 @@ class _SourceFiles:
     """
 
     def __init__(self, source: SourceRoot | None) -> None:
-        self._walker = SourceWalker(source) if source is not None else None
+        self.walker = SourceWalker(source) if source is not None else None
         self._vendor: dict[str, int] = {}
-
-    def open_tree_file(self, piece: FileData) -> tuple[int, os.stat_result]:
-        """The source file's descriptor (the caller closes it) and its status, checked
-        against the scan (a regular file, the same device and inode)."""
-        if self._walker is None:
-            raise StreamError(f"{printable(piece.rel)}: no source directory to read it from")
-        descriptor = self._walker.open_file(piece.rel)
-        try:
-            info = os.fstat(descriptor)
-            check_file(info, piece.identity)
-        except BaseException:
-            os.close(descriptor)
-            raise
-        return descriptor, info
 
     def vendor_iso(self, path: str) -> int:
         """The vendor ISO's descriptor, opened once per stream (closed by ``close()``)."""
@@ -140,8 +126,8 @@ class _SourceFiles:
         vendor, self._vendor = self._vendor, {}
         for descriptor in vendor.values():
             os.close(descriptor)
-        if self._walker is not None:
-            self._walker.close()
+        if self.walker is not None:
+            self.walker.close()
 
 
 def _emit_file(
@@ -172,7 +158,17 @@ def _open_checked(piece: FileData, files: _SourceFiles, on_stale: Callable[[], N
             if not stat.S_ISREG(info.st_mode) or vendor_stamp(info) != piece.origin_stamp:
                 raise NotAsLaidOut(errno.ESTALE, "changed")
             return descriptor, False
-        descriptor, info = files.open_tree_file(piece)
+        # A directory source's file (the hot path: one openat and one fstat a file).
+        if files.walker is None:
+            raise StreamError(f"{printable(rel)}: no source directory to read it from")
+        descriptor = files.walker.open_file(rel)
+        try:
+            info = os.fstat(descriptor)
+            if (info.st_dev, info.st_ino) != piece.identity or not stat.S_ISREG(info.st_mode):
+                check_file(info, piece.identity)  # raises NotAsLaidOut, saying which
+        except BaseException:
+            os.close(descriptor)
+            raise
     except NotAsLaidOut as exc:
         on_stale()
         if piece.origin_stamp is not None:
