@@ -9,16 +9,20 @@ CSRF token").
 from __future__ import annotations
 
 from typing import Any
-from urllib.parse import urlsplit
+from urllib.parse import SplitResult, urlsplit
 
 from django.conf import settings
+from django.core.exceptions import DisallowedHost
 from django.http import HttpRequest
+from django.http.request import split_domain_port
+from django.utils.http import is_same_domain
 from rest_framework import exceptions
 from rest_framework.authentication import SessionAuthentication
 from rest_framework.request import Request
 
 SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS", "TRACE"})
 SCRIPT_HINT = "scripts: send Content-Type: application/json"
+DEFAULT_PORTS = {"http": 80, "https": 443}
 
 
 def is_json_request(request: HttpRequest) -> bool:
@@ -32,14 +36,65 @@ def cross_origin_reason(request: HttpRequest) -> str | None:
     if request.META.get("HTTP_SEC_FETCH_SITE", "").lower() == "cross-site":
         return "request came from another site"
     origin = request.META.get("HTTP_ORIGIN")
-    if origin is None:
-        return None
-    if origin in settings.CSRF_TRUSTED_ORIGINS:
-        return None
-    parts = urlsplit(origin)
-    if parts.netloc and parts.netloc == request.get_host():
+    if origin is None or origin_allowed(origin, request):
         return None
     return f"origin {origin} is not allowed"
+
+
+def origin_key(parts: SplitResult) -> tuple[str, str, int] | None:
+    """An origin's scheme, host and port (the scheme's default when absent), or None."""
+    try:
+        port = parts.port
+    except ValueError:
+        return None
+    scheme, host = parts.scheme.lower(), (parts.hostname or "").lower()
+    if scheme not in DEFAULT_PORTS or not host or parts.username is not None or parts.password is not None:
+        return None
+    if parts.path or parts.query or parts.fragment:
+        return None
+    return scheme, host, port if port is not None else DEFAULT_PORTS[scheme]
+
+
+def request_origin_key(request: HttpRequest) -> tuple[str, str, int] | None:
+    """This server's origin as the request reached it: scheme (SECURE_PROXY_SSL_HEADER
+    respected by ``is_secure``), host and port of the Host header (ALLOWED_HOSTS checked)."""
+    scheme = "https" if request.is_secure() else "http"
+    try:
+        host = request.get_host()
+    except DisallowedHost:
+        return None
+    domain, port = split_domain_port(host)
+    if not domain:
+        return None
+    # urlsplit's hostname drops an IPv6 address's brackets; the Host header keeps them.
+    return scheme, domain.lower().strip("[]"), int(port) if port else DEFAULT_PORTS[scheme]
+
+
+def origin_allowed(origin: str, request: HttpRequest) -> bool:
+    """True when ``origin`` is this server's own (scheme, host and port all equal) or
+    trusted by CSRF_TRUSTED_ORIGINS (exactly, or ``scheme://*.domain``), as Django's own
+    CSRF origin check decides. ``null`` (sandboxed pages, some redirects) is never allowed."""
+    try:
+        parts = urlsplit(origin)
+    except ValueError:
+        return False
+    key = origin_key(parts)
+    if key is None:
+        return False
+    if key == request_origin_key(request):
+        return True
+    return any(trusts(trusted, key, parts.netloc.lower()) for trusted in settings.CSRF_TRUSTED_ORIGINS)
+
+
+def trusts(trusted: str, key: tuple[str, str, int], netloc: str) -> bool:
+    """True when the CSRF_TRUSTED_ORIGINS entry ``trusted`` admits the origin ``key``."""
+    if "*" in trusted:  # scheme://*.domain[:port], matched as Django matches it
+        scheme, _, pattern = trusted.lower().partition("://")
+        return key[0] == scheme and is_same_domain(netloc, pattern.lstrip("*"))
+    try:
+        return key == origin_key(urlsplit(trusted))
+    except ValueError:
+        return False
 
 
 def check_script_request(request: HttpRequest) -> None:
