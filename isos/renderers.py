@@ -12,7 +12,9 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from rest_framework.renderers import BaseRenderer, BrowsableAPIRenderer, JSONRenderer
+from rest_framework.renderers import BaseRenderer, JSONRenderer
+
+from portal.trafficops.browsable import UrlEncodedFormsBrowsableAPIRenderer
 
 
 class IsoDownloadRenderer(BaseRenderer):
@@ -41,8 +43,8 @@ class OctetStreamRenderer(IsoDownloadRenderer):
 BINARY_RENDERERS = (IsoDownloadRenderer, Iso9660Renderer, OctetStreamRenderer)
 
 
-class IsoFormBrowsableAPIRenderer(BrowsableAPIRenderer):
-    """The browsable API with only its HTML form, which a browser submits natively.
+class IsoFormBrowsableAPIRenderer(UrlEncodedFormsBrowsableAPIRenderer):
+    """The browsable API with only its HTML form, which a browser submits natively (url-encoded).
 
     The "Raw data" tab posts through JavaScript (XMLHttpRequest) and, getting something
     that is not HTML back, throws the ISO away and reloads the page; a native form

@@ -85,8 +85,11 @@ MIDDLEWARE = [
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
     # Content-Security-Policy on every answer (settings: CONTENT_SECURITY_POLICY below).
     "csp.middleware.CSPMiddleware",
-    # Last: turns a lockout found during authenticate() into the 429 answer (portal.trafficops.lockout).
+    # Turns a lockout found during authenticate() into the 429 answer (portal.trafficops.lockout).
     "axes.middleware.AxesMiddleware",
+    # Request bodies: size (413), framing (chunked read up to the limit) and, for pages,
+    # type (415), before anything reads them; last, so its answers get every header above.
+    "portal.request_bodies.RequestBodyMiddleware",
 ]
 
 ROOT_URLCONF = "portal.urls"
@@ -217,17 +220,25 @@ SECURE_REDIRECT_EXEMPT = [r"^healthz$"]
 if env_bool("TRUST_X_FORWARDED_PROTO", False):
     SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
 
+# Request bodies (docs/api.md, "Request bodies"): larger ones are refused with 413 before
+# they are read (portal.request_bodies), chunked ones while they are read. Forms and JSON
+# here are a few KB; only url-encoded forms (pages) and JSON (the API) are read.
+DATA_UPLOAD_MAX_MEMORY_SIZE = env_int("REQUEST_BODY_MAX_KB", 64, minimum=1) * 1024
+DATA_UPLOAD_MAX_NUMBER_FIELDS = 1000
+
 REST_FRAMEWORK = {
     "DEFAULT_AUTHENTICATION_CLASSES": ["portal.trafficops.authentication.TrafficOpsSessionAuthentication"],
     "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAuthenticated"],
     "DEFAULT_RENDERER_CLASSES": [
         "rest_framework.renderers.JSONRenderer",
-        "rest_framework.renderers.BrowsableAPIRenderer",
+        # Its HTML forms post url-encoded: the API never parses multipart.
+        "portal.trafficops.browsable.UrlEncodedFormsBrowsableAPIRenderer",
     ],
+    # JSON (bounded, UTF-8, nesting checked before decoding) and the browsable API's form;
+    # any other type is a 415 (docs/api.md, "Request bodies").
     "DEFAULT_PARSER_CLASSES": [
-        "rest_framework.parsers.JSONParser",
+        "portal.trafficops.json_body.TrafficOpsJSONParser",
         "rest_framework.parsers.FormParser",
-        "rest_framework.parsers.MultiPartParser",
     ],
     "EXCEPTION_HANDLER": "portal.trafficops.alerts.alert_exception_handler",
     "UNAUTHENTICATED_USER": "django.contrib.auth.models.AnonymousUser",
@@ -253,6 +264,7 @@ SPECTACULAR_SETTINGS = {
         "drf_spectacular.hooks.postprocess_schema_enums",
         "portal.trafficops.openapi.without_trailing_slash",
         "portal.trafficops.openapi.every_operation_may_be_not_found",
+        "portal.trafficops.openapi.every_body_may_be_refused",
     ],
 }
 

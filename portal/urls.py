@@ -44,5 +44,6 @@ urlpatterns = [
     path("", views.home, name="home"),
 ]
 
+handler400 = views.bad_request
 handler404 = views.not_found
 handler500 = views.server_error

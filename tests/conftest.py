@@ -23,7 +23,7 @@ from guardian.shortcuts import assign_perm
 
 from osversions.catalog import sync_catalog
 from osversions.models import OsVersion
-from tests.support.api import PASSWORD
+from tests.support.api import PASSWORD, FormClient
 from tests.support.bootkit import BootkitUnavailable, install_bootkit
 from tests.support.serving import serve_portal
 from tests.support.sources import CATALOG, SYSTEM_ISOLINUX_BIN, make_source_tree
@@ -89,7 +89,7 @@ def client_for(make_user: Callable[..., User]) -> Callable[..., Client]:
     def make(*groups: str, superuser: bool = False, username: str | None = None) -> Client:
         name = username or ("-".join(groups) or ("root" if superuser else "nobody"))
         user = make_user(name, *groups, superuser=superuser)
-        client = Client()
+        client = FormClient()
         client.force_login(user)
         return client
 
@@ -113,7 +113,7 @@ def row_granted_client(make_user: Callable[..., User], kickstart_location: Path)
     user.user_permissions.add(*Permission.objects.filter(codename__in=["generate_iso", "read_iso"]))
     sync_catalog()
     assign_perm("osversions.use_osversion", user, OsVersion.objects.get(directory="rocky/8"))
-    client = Client()
+    client = FormClient()
     client.force_login(user)
     return client
 

@@ -1,7 +1,8 @@
 """DRF's browsable API in a browser: GET osversions, and POST isos through its HTML form.
 
-A browser sends ``Accept: text/html`` and posts the form as multipart with Django's
-CSRF token; a valid form must answer with the ISO as a download, not a page of text.
+A browser sends ``Accept: text/html`` and posts the form url-encoded (the API never reads
+multipart) with Django's CSRF token; a valid form must answer with the ISO as a download,
+not a page of text.
 """
 
 from __future__ import annotations
@@ -9,6 +10,8 @@ from __future__ import annotations
 import re
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
+from urllib.parse import urlencode
 
 import pytest
 from django.contrib.auth.models import User
@@ -20,6 +23,12 @@ from tests.support.api import static_request
 URL = "/api/5.0/isos"
 HTML = "text/html,application/xhtml+xml,application/xml;q=0.9,*/*;q=0.8"
 SECRET = "browsable secret"
+FORM = "application/x-www-form-urlencoded"
+
+
+def post_form(client: Client, fields: dict[str, Any]) -> Any:
+    """What a browser sends for the form: its fields, url-encoded."""
+    return client.post(URL, urlencode(fields), content_type=FORM)
 
 
 @pytest.fixture
@@ -52,7 +61,7 @@ def test_isos_shows_its_html_form_without_the_raw_data_tab(browser: Client) -> N
     page = response.content.decode()
     for name in ["osversionDir", "hostName", "domainName", "rootPass", "dhcp", "interfaceMtu"]:
         assert f'name="{name}"' in page, name
-    assert 'enctype="multipart/form-data"' in page
+    assert f'enctype="{FORM}"' in page and "multipart/form-data" not in page
     # The raw data form posts through XMLHttpRequest, which cannot hand over a download.
     assert 'name="_content"' not in page
     assert 'class="html-form-only"' in page and "portal/browsable_api.css" in page
@@ -62,7 +71,7 @@ def test_isos_shows_its_html_form_without_the_raw_data_tab(browser: Client) -> N
 @pytest.mark.django_db
 def test_html_form_post_downloads_the_iso(browser: Client) -> None:
     token = form_token(browser.get(URL).content.decode())
-    response = browser.post(URL, {**static_request(rootPass=SECRET), "csrfmiddlewaretoken": token})
+    response = post_form(browser, {**static_request(rootPass=SECRET), "csrfmiddlewaretoken": token})
     assert response.status_code == 200
     assert response["Content-Type"] == "application/download"
     assert response["Content-Disposition"] == 'attachment; filename="test.quest-centos72.iso"'
@@ -75,7 +84,7 @@ def test_html_form_post_downloads_the_iso(browser: Client) -> None:
 def test_html_form_errors_show_at_their_fields(browser: Client) -> None:
     token = form_token(browser.get(URL).content.decode())
     body = static_request(rootPass=SECRET, hostName="bad_host", interfaceMtu="70000")
-    response = browser.post(URL, {**body, "csrfmiddlewaretoken": token})
+    response = post_form(browser, {**body, "csrfmiddlewaretoken": token})
     assert response.status_code == 400
     assert response["Content-Type"].startswith("text/html")
     page = response.content.decode()
@@ -89,7 +98,7 @@ def test_html_form_errors_show_at_their_fields(browser: Client) -> None:
 
 @pytest.mark.django_db
 def test_the_form_needs_its_csrf_token(browser: Client) -> None:
-    response = browser.post(URL, static_request())
+    response = post_form(browser, static_request())
     assert response.status_code == 403
     assert "CSRF Failed" in response.content.decode()
 
@@ -128,6 +137,6 @@ def test_read_only_browsing_isos_is_audited_once(
     """The browsable API checks permissions again to draw its form: still one refusal on record."""
     client = Client(HTTP_ACCEPT=HTML)
     client.force_login(make_user("reader", "read-only"))
-    response = client.post(URL, static_request())
+    response = post_form(client, static_request())
     assert response.status_code == 403
     assert IsoBuild.objects.filter(outcome="refused").count() == 1

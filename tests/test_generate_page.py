@@ -20,7 +20,7 @@ from django.contrib.auth.models import Permission, User
 from django.test import Client
 
 from isos.models import IsoBuild
-from tests.support.api import close_response, post_json, static_request
+from tests.support.api import FormClient, close_response, post_json, static_request
 from tests.support.isoread import ks_script
 
 URL = "/isos/generate/"
@@ -47,7 +47,7 @@ def field_html(page: str, name: str) -> str:
 
 @pytest.mark.django_db
 def test_anonymous_is_sent_to_the_login_page() -> None:
-    response = Client().get(URL)
+    response = FormClient().get(URL)
     assert response.status_code == 302
     assert response["Location"] == "/login/?next=/isos/generate/"
 
@@ -105,7 +105,7 @@ def test_no_os_version_offered_explains_why(make_user: Callable[..., User], kick
     """ISO permissions but no OS version granted: an empty, disabled select and the reason."""
     user = make_user("nobody-yet")
     user.user_permissions.add(*Permission.objects.filter(codename__in=["generate_iso", "read_iso"]))
-    client = Client()
+    client = FormClient()
     client.force_login(user)
     page = client.get(URL).content.decode()
     assert "No OS version is offered to you yet" in page
@@ -287,7 +287,7 @@ def test_source_directory_gone_is_a_polite_failure(
 
 @pytest.mark.django_db
 def test_the_form_needs_the_csrf_token(make_user: Callable[..., User], kickstart_location: Path) -> None:
-    client = Client(enforce_csrf_checks=True)
+    client = FormClient(enforce_csrf_checks=True)
     client.force_login(make_user("careful", "operations"))
     refused = client.post(URL, form_data())
     assert refused.status_code == 403

@@ -19,11 +19,12 @@ from portal.urls import API_VERSIONS
 pytestmark = pytest.mark.django_db
 
 # docs/api.md: each route, its method, and the statuses it answers with.
+# Every POST may also be refused for its body's size (413) or type (415).
 ROUTES = {
-    ("user/login", "post"): {"200", "400", "401", "429"},
-    ("user/logout", "post"): {"200", "401"},
+    ("user/login", "post"): {"200", "400", "401", "413", "415", "429"},
+    ("user/logout", "post"): {"200", "401", "413", "415"},
     ("osversions", "get"): {"200", "401", "403", "500"},
-    ("isos", "post"): {"200", "400", "401", "403", "500"},
+    ("isos", "post"): {"200", "400", "401", "403", "413", "415", "500"},
 }
 
 

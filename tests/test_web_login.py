@@ -8,12 +8,12 @@ import pytest
 from django.contrib.auth.models import User
 from django.test import Client
 
-from tests.support.api import PASSWORD
+from tests.support.api import PASSWORD, FormClient
 
 
 @pytest.mark.django_db
 def test_login_page_has_labelled_fields_and_a_csrf_token() -> None:
-    page = Client().get("/login/").content.decode()
+    page = FormClient().get("/login/").content.decode()
     assert '<label for="id_username">' in page and '<label for="id_password">' in page
     assert 'name="csrfmiddlewaretoken"' in page
     assert 'autocomplete="current-password"' in page
@@ -22,7 +22,7 @@ def test_login_page_has_labelled_fields_and_a_csrf_token() -> None:
 @pytest.mark.django_db
 def test_login_then_the_page_asked_for(make_user: Callable[..., User]) -> None:
     make_user("op", "operations")
-    client = Client(enforce_csrf_checks=True)
+    client = FormClient(enforce_csrf_checks=True)
     token = client.get("/login/").cookies["csrftoken"].value
     response = client.post(
         "/login/",
@@ -36,7 +36,7 @@ def test_login_then_the_page_asked_for(make_user: Callable[..., User]) -> None:
 @pytest.mark.django_db
 def test_wrong_password_says_so_at_the_form(make_user: Callable[..., User]) -> None:
     make_user("op", "operations")
-    response = Client().post("/login/", {"username": "op", "password": "wrong"})
+    response = FormClient().post("/login/", {"username": "op", "password": "wrong"})
     assert response.status_code == 200
     page = response.content.decode()
     assert 'role="alert"' in page and "Please enter a correct username and password" in page
@@ -49,11 +49,11 @@ def test_the_page_session_is_the_api_session(
 ) -> None:
     """Logged in on the page, a script's GET osversions with that cookie works (and the reverse)."""
     make_user("op", "operations")
-    client = Client()
+    client = FormClient()
     client.post("/login/", {"username": "op", "password": PASSWORD})
     assert client.get("/api/5.0/osversions").status_code == 200
 
-    api_client = Client()
+    api_client = FormClient()
     api_client.post("/api/5.0/user/login", {"u": "op", "p": PASSWORD}, content_type="application/json")
     assert api_client.get("/isos/generate/").status_code == 200
 
@@ -85,18 +85,18 @@ def test_navigation_follows_the_role(
     staff = make_user("staffer", "admin")
     staff.is_staff = True
     staff.save()
-    client = Client()
+    client = FormClient()
     client.force_login(staff)
     page = client.get("/isos/history/").content.decode()
     assert 'href="/admin/"' in page and 'aria-current="page">History' in page
 
-    anonymous = Client().get("/").content.decode()
+    anonymous = FormClient().get("/").content.decode()
     assert 'href="/login/?next=/"' in anonymous and "Log out" not in anonymous
 
 
 @pytest.mark.django_db
 def test_unknown_page_is_a_page_not_a_traceback() -> None:
-    response = Client().get("/no/such/page/")
+    response = FormClient().get("/no/such/page/")
     assert response.status_code == 404
     assert "Not found" in response.content.decode()
 
@@ -108,6 +108,6 @@ def test_a_nul_character_is_a_polite_refusal(make_user: Callable[..., User], fie
     make_user("op", "operations")
     credentials = {"username": "op", "password": PASSWORD}
     credentials[field] = credentials[field][:1] + "\x00" + credentials[field][1:]
-    response = Client().post("/login/", credentials)
+    response = FormClient().post("/login/", credentials)
     assert response.status_code == 200
     assert "Null characters are not allowed." in response.content.decode()

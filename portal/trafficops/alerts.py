@@ -11,7 +11,9 @@ from __future__ import annotations
 import logging
 from typing import Any
 
-from django.http import Http404, JsonResponse
+from django.conf import settings
+from django.core.exceptions import BadRequest, RequestDataTooBig, SuspiciousOperation, TooManyFieldsSent
+from django.http import Http404, JsonResponse, UnreadablePostError
 from rest_framework import exceptions, status
 from rest_framework.response import Response
 
@@ -52,6 +54,39 @@ def decoding_error(reason: str) -> exceptions.ParseError:
     return exceptions.ParseError(reason)
 
 
+def too_large_text(limit: int | None) -> str:
+    """The 413 alert's text (docs/api.md)."""
+    text = "the request body is too large"
+    return f"{text}: at most {limit} bytes" if limit else text
+
+
+def body_too_large(limit: int | None) -> AlertError:
+    """A 413 alert for a body over ``limit`` bytes."""
+    return AlertError(too_large_text(limit), status.HTTP_413_REQUEST_ENTITY_TOO_LARGE)
+
+
+def unsupported_media_type_text(media_type: str) -> str:
+    """The 415 alert's text (docs/api.md)."""
+    return f'unsupported media type "{media_type}": send Content-Type: application/json'
+
+
+def unreadable_body_reason(exc: Exception) -> str | None:
+    """What was wrong with a client's body that Django refused while reading it, or None.
+
+    Django raises these from ``request.POST``/``request.body``; they are client mistakes,
+    never a 500 or a traceback in the log. Fixed texts: nothing of the request is echoed.
+    """
+    if isinstance(exc, UnreadablePostError):
+        return "the request body could not be read"
+    if isinstance(exc, TooManyFieldsSent):
+        return f"the request body has more than {settings.DATA_UPLOAD_MAX_NUMBER_FIELDS} fields"
+    if isinstance(exc, BadRequest) or (
+        isinstance(exc, SuspiciousOperation) and not isinstance(exc, RequestDataTooBig)
+    ):
+        return "the request body was refused as malformed"
+    return None
+
+
 def _first_text(detail: Any) -> str:
     """Flatten a DRF error detail (str, list or dict) into one line."""
     if isinstance(detail, dict):
@@ -78,6 +113,17 @@ def alert_exception_handler(exc: Exception, context: dict[str, Any]) -> Response
         return alert_response(exc.status_code, f"validating: {_first_text(exc.detail)}")
     if isinstance(exc, Http404):
         return alert_response(status.HTTP_404_NOT_FOUND, NOT_FOUND_TEXT)
+    if isinstance(exc, exceptions.UnsupportedMediaType):
+        request = context.get("request")
+        content_type = str(getattr(request, "content_type", "") or "")
+        media_type = content_type.split(";", 1)[0].strip().lower()
+        return alert_response(status.HTTP_415_UNSUPPORTED_MEDIA_TYPE, unsupported_media_type_text(media_type))
+    if isinstance(exc, RequestDataTooBig):
+        return alert_response(
+            status.HTTP_413_REQUEST_ENTITY_TOO_LARGE, too_large_text(settings.DATA_UPLOAD_MAX_MEMORY_SIZE)
+        )
+    if (reason := unreadable_body_reason(exc)) is not None:
+        return alert_response(status.HTTP_400_BAD_REQUEST, f"decoding: {reason}")
     if isinstance(exc, exceptions.APIException):
         return alert_response(exc.status_code, _first_text(exc.detail))
     # Anything else is our fault: say so in the log, not in the response.

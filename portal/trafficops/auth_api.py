@@ -20,7 +20,7 @@ from rest_framework.views import APIView
 
 from portal.trafficops.alerts import alert_response
 from portal.trafficops.authentication import check_script_request
-from portal.trafficops.json_body import json_object
+from portal.trafficops.json_body import MAX_JSON_DEPTH, check_media_type, json_object
 from portal.trafficops.openapi import UNAUTHORIZED, alerts, schema_common
 
 logger = logging.getLogger(__name__)
@@ -47,6 +47,7 @@ class LoginView(APIView):
                 "The body is not a JSON object, or u or p is missing.",
                 "username and password are required",
                 "decoding: expected a JSON object",
+                f"decoding: the JSON nests deeper than {MAX_JSON_DEPTH} levels",
             ),
             401: alerts("Wrong credentials.", "Invalid username or password."),
             429: alerts(
@@ -90,5 +91,6 @@ class LogoutView(APIView):
         **schema_common(),
     )
     def post(self, request: Request, version: str) -> Response:
+        check_media_type(request._request)  # a body is never read, but only of a type the API reads
         logout(request._request)
         return alert_response(status.HTTP_200_OK, "You are logged out.", level="success")

@@ -14,7 +14,7 @@ from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiExample, OpenApiParameter, OpenApiResponse, inline_serializer
 from rest_framework import serializers
 
-from portal.trafficops.alerts import NOT_FOUND_TEXT
+from portal.trafficops.alerts import NOT_FOUND_TEXT, too_large_text, unsupported_media_type_text
 
 API_VERSIONS = ("3.0", "4.0", "4.1", "5.0")
 
@@ -84,18 +84,47 @@ def every_operation_may_be_not_found(result: dict[str, Any], **kwargs: Any) -> d
     Every route answers it for an API version or a format it does not know
     (``/api/9.9/isos``, ``?format=xml``), with ``portal.views``' JSON alert.
     """
-    not_found = {
-        "description": "An API version, format or path the portal does not know.",
-        "content": {
-            "application/json": {
-                "schema": {"$ref": "#/components/schemas/Alerts"},
-                "example": {"alerts": [{"text": NOT_FOUND_TEXT, "level": "error"}]},
-            }
-        },
-    }
+    not_found = alerts_response("An API version, format or path the portal does not know.", NOT_FOUND_TEXT)
     for item in result["paths"].values():
         for operation in item.values():
             operation["responses"].setdefault("404", not_found)
+    return result
+
+
+def alerts_response(description: str, text: str) -> dict[str, Any]:
+    """A response holding one example alert, as postprocessing hooks write it."""
+    return {
+        "description": description,
+        "content": {
+            "application/json": {
+                "schema": {"$ref": "#/components/schemas/Alerts"},
+                "example": {"alerts": [{"text": text, "level": "error"}]},
+            }
+        },
+    }
+
+
+def every_body_may_be_refused(result: dict[str, Any], **kwargs: Any) -> dict[str, Any]:
+    """Postprocessing hook: list 413 and 415 under every operation that takes a body.
+
+    A body over the limit is refused before it is read, and one of a type the operation
+    does not read (multipart, text/plain, ...) too (docs/api.md, "Request bodies"). Every
+    POST may carry one, so every POST lists both.
+    """
+    too_large = alerts_response(
+        "The body is over the size limit (REQUEST_BODY_MAX_KB), refused before it is read.",
+        too_large_text(settings.DATA_UPLOAD_MAX_MEMORY_SIZE),
+    )
+    unsupported = alerts_response(
+        "The body is of a type this operation does not read (JSON; the browsable API's "
+        "form, url-encoded; never multipart).",
+        unsupported_media_type_text("multipart/form-data"),
+    )
+    for item in result["paths"].values():
+        for method, operation in item.items():
+            if method.lower() in {"post", "put", "patch"}:
+                operation["responses"].setdefault("413", too_large)
+                operation["responses"].setdefault("415", unsupported)
     return result
 
 

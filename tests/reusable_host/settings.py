@@ -37,6 +37,10 @@ REST_FRAMEWORK = {
     "DEFAULT_AUTHENTICATION_CLASSES": ["portal.trafficops.authentication.TrafficOpsSessionAuthentication"],
     "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAuthenticated"],
     "DEFAULT_RENDERER_CLASSES": ["rest_framework.renderers.JSONRenderer"],
+    "DEFAULT_PARSER_CLASSES": [
+        "portal.trafficops.json_body.TrafficOpsJSONParser",
+        "rest_framework.parsers.FormParser",
+    ],
     "EXCEPTION_HANDLER": "portal.trafficops.alerts.alert_exception_handler",
     "UNAUTHENTICATED_USER": "django.contrib.auth.models.AnonymousUser",
 }
