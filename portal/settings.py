@@ -90,6 +90,8 @@ MIDDLEWARE = [
     # Request bodies: size (413), framing (chunked read up to the limit) and, for pages,
     # type (415), before anything reads them; last, so its answers get every header above.
     "portal.request_bodies.RequestBodyMiddleware",
+    # A NUL in the admin's query strings is a 400 page, never a database error.
+    "portal.query_strings.AdminQueryStringMiddleware",
 ]
 
 ROOT_URLCONF = "portal.urls"

@@ -24,6 +24,11 @@ from django.test import Client
         "/admin/auth/user/?q=%00",
         "/admin/auth/user/?is_staff__exact=%00",
         "/admin/auth/group/?q=%00",
+        "/admin/auth/user/?username=%00",
+        "/admin/axes/accesslog/?q=%00",
+        "/admin/axes/accesslog/?username=ro%00ot",
+        "/admin/axes/accessattempt/?q=%00",
+        "/admin/axes/accessfailurelog/?ip_address=%00",
     ],
 )
 def test_a_nul_in_an_admin_list_query_is_never_a_500(make_user: Callable[..., User], url: str) -> None:
@@ -33,7 +38,9 @@ def test_a_nul_in_an_admin_list_query_is_never_a_500(make_user: Callable[..., Us
     client = Client(raise_request_exception=False)
     client.force_login(user)
     response = client.get(url)
-    assert response.status_code < 500, (url, response.status_code)
+    # The admin is not ours: the host's middleware refuses the text before any admin view.
+    assert response.status_code == 400, (url, response.status_code)
+    assert "The address holds a NUL character." in response.content.decode()
 
 
 @pytest.mark.django_db
