@@ -85,13 +85,15 @@ MIDDLEWARE = [
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
     # Content-Security-Policy on every answer (settings: CONTENT_SECURITY_POLICY below).
     "csp.middleware.CSPMiddleware",
-    # Turns a lockout found during authenticate() into the 429 answer (portal.trafficops.lockout).
-    "axes.middleware.AxesMiddleware",
     # Request bodies: size (413), framing (chunked read up to the limit) and, for pages,
-    # type (415), before anything reads them; last, so its answers get every header above.
+    # type (415), before anything reads them; after the others, so its answers get every
+    # header above.
     "portal.request_bodies.RequestBodyMiddleware",
     # A NUL in the admin's query strings is a 400 page, never a database error.
     "portal.query_strings.AdminQueryStringMiddleware",
+    # Last, as django-axes requires: turns a lockout found during authenticate() into the
+    # 429 answer (portal.trafficops.lockout).
+    "axes.middleware.AxesMiddleware",
 ]
 
 ROOT_URLCONF = "portal.urls"

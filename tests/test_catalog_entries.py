@@ -260,7 +260,7 @@ def test_admin_lists_never_500_on_unstorable_search_text(
     User.objects.filter(username="root").update(is_staff=True)
     response = client.get(url)
     # (A surrogate cannot arrive in a URL: Django decodes invalid UTF-8 to U+FFFD.)
-    if "%00" in url and url.startswith(("/admin/isos/", "/admin/osversions/")):
+    if "%00" in url:
         assert response.status_code == 400  # refused before any query
     else:
         assert response.status_code in {200, 302}, response.status_code

@@ -20,7 +20,7 @@ from django.contrib.auth.models import User
 from django.test import Client
 
 from portal.trafficops.lockout import LOCKED_OUT_TEXT
-from tests.support.api import PASSWORD, post_json
+from tests.support.api import PASSWORD, FormClient, post_json
 
 LOGIN = "/api/5.0/user/login"
 WRONG = "Tr0ub4dor-wrong-guess"
@@ -107,7 +107,7 @@ def test_an_administrator_can_lift_the_lock(operator: User) -> None:
 
 @pytest.mark.django_db
 def test_the_web_login_page_locks_too_and_says_so_politely(operator: User) -> None:
-    client = Client()
+    client = FormClient()
     for attempt in range(1, settings.AXES_FAILURE_LIMIT + 1):
         response = client.post("/login/", {"username": "op", "password": WRONG})
         assert response.status_code == (429 if attempt == settings.AXES_FAILURE_LIMIT else 200)
@@ -126,8 +126,8 @@ def test_no_password_in_axes_rows_or_logs(operator: User, caplog: pytest.LogCapt
     fail_until_locked()
     api_login("op", PASSWORD)
     for _ in range(settings.AXES_FAILURE_LIMIT):
-        Client().post("/login/", {"username": "op", "password": WRONG}, REMOTE_ADDR="192.0.2.8")
-    Client().post("/login/", {"username": "op", "password": PASSWORD}, REMOTE_ADDR="192.0.2.8")
+        FormClient().post("/login/", {"username": "op", "password": WRONG}, REMOTE_ADDR="192.0.2.8")
+    FormClient().post("/login/", {"username": "op", "password": PASSWORD}, REMOTE_ADDR="192.0.2.8")
     rows = [
         repr(list(model.objects.values()))  # type: ignore[attr-defined]
         for model in (AccessAttempt, AccessLog, AccessFailureLog)
