@@ -14,7 +14,6 @@ from __future__ import annotations
 import io
 import json
 import logging
-import re
 import sys
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -32,7 +31,14 @@ from isos.audit import AuditedStream
 from isos.models import IsoBuild
 from osversions.catalog import CatalogError
 from portal.trafficops.log_text import log_text, log_traceback, log_value
-from tests.support.api import PASSWORD, STATIC_COMMAND_OPTIONS, close_response, post_json, static_request
+from tests.support.api import (
+    PASSWORD,
+    STATIC_COMMAND_OPTIONS,
+    close_response,
+    post_json,
+    request_lines,
+    static_request,
+)
 
 URL = "/api/5.0/isos"
 PAGE_URL = "/isos/generate/"
@@ -90,16 +96,6 @@ def assert_one_line_each(caplog: pytest.LogCaptureFixture, *, expect: str = "") 
         assert any(expect in record.getMessage() for record in caplog.records), caplog.text
 
 
-def request_line_values(caplog: pytest.LogCaptureFixture) -> list[dict[str, str]]:
-    """The isos.requests lines read back: each value bare or a JSON string."""
-    lines = []
-    for record in caplog.records:
-        if record.name == "isos.requests":
-            pairs = re.findall(r'(\w+)=("(?:[^"\\]|\\.)*"|\S+)', record.getMessage())
-            lines.append({key: json.loads(value) if value.startswith('"') else value for key, value in pairs})
-    return lines
-
-
 # ---- the helper ---------------------------------------------------------------------------
 
 
@@ -143,7 +139,7 @@ def test_a_refused_api_request_logs_one_line_per_record(
     response = post_json(operations_client, URL, body)
     assert response.status_code == 400
     assert_one_line_each(logs, expect="ISO build")
-    [line] = request_line_values(logs)
+    [line] = request_lines(logs)
     assert line["outcome"] == "refused"
     if field == "osversionDir":
         assert line["osversion_dir"] == forged("x", line_break)  # read back exactly
@@ -214,7 +210,7 @@ def test_a_username_with_a_line_break_stays_on_the_request_line(
     client.force_login(make_user(username, "operations"))
     post_json(client, URL, static_request(hostName="-bad"))
     assert_one_line_each(logs, expect="ISO build")
-    assert request_line_values(logs)[0]["user"] == username
+    assert request_lines(logs)[0]["user"] == username
 
 
 # ---- logins -------------------------------------------------------------------------------
@@ -362,7 +358,7 @@ def test_a_stream_that_breaks_logs_no_forged_line(logs: pytest.LogCaptureFixture
         list(stream)
     stream.close()
     assert_one_line_each(logs, expect="failed mid-stream")
-    assert request_line_values(logs)[0]["osversion_dir"] == forged("dir", "\n")
+    assert request_lines(logs)[0]["osversion_dir"] == forged("dir", "\n")
 
 
 def test_the_log_formatter_keeps_a_records_traceback_messages_on_one_line() -> None:

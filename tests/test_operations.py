@@ -10,7 +10,6 @@ import io
 import json
 import logging
 import os
-import re
 import sys
 from collections.abc import Callable
 from pathlib import Path
@@ -24,7 +23,7 @@ from django.test import Client
 
 from isos.models import IsoBuild
 from osversions.models import OsVersion
-from tests.support.api import STATIC_COMMAND_OPTIONS, close_response, post_json, static_request
+from tests.support.api import STATIC_COMMAND_OPTIONS, close_response, post_json, request_lines, static_request
 from tests.support.isoread import read_rr_files
 
 SECRET = "Zebra-Quartz-7781-unlikely"  # distinctive, to grep for
@@ -59,16 +58,6 @@ def generate(*args: str) -> tuple[int, str, str]:
 def written_files(folder: Path) -> list[str]:
     """What a command left in ``folder`` (the kickstart files location aside)."""
     return [path.name for path in folder.iterdir() if path.name != "kickstart"]
-
-
-def request_lines(caplog: pytest.LogCaptureFixture) -> list[dict[str, str]]:
-    """The isos.requests lines, parsed back into their key=value pairs."""
-    lines = []
-    for record in caplog.records:
-        if record.name == "isos.requests":
-            pairs = re.findall(r'(\w+)=("(?:[^"\\]|\\.)*"|\S+)', record.getMessage())
-            lines.append({key: json.loads(value) if value.startswith('"') else value for key, value in pairs})
-    return lines
 
 
 def assert_no_secret(caplog: pytest.LogCaptureFixture, *texts: str) -> None:

@@ -7,9 +7,11 @@ the network.cfg the portal must write for it (with the test settings' name serve
 from __future__ import annotations
 
 import json
+import re
 from typing import Any
 from urllib.parse import urlencode
 
+import pytest
 from django.test import Client
 
 # The password of every user the tests make (conftest's make_user).
@@ -99,3 +101,14 @@ STATIC_COMMAND_OPTIONS = [
     "--interface-name=eth0",
     "--disk=sda",
 ]
+
+
+def request_lines(caplog: pytest.LogCaptureFixture) -> list[dict[str, str]]:
+    """The isos.requests lines a test captured, parsed back into their key=value pairs
+    (each value bare, or a JSON string: docs/operations.md, "Request log")."""
+    lines = []
+    for record in caplog.records:
+        if record.name == "isos.requests":
+            pairs = re.findall(r'(\w+)=("(?:[^"\\]|\\.)*"|\S+)', record.getMessage())
+            lines.append({key: json.loads(value) if value.startswith('"') else value for key, value in pairs})
+    return lines
