@@ -17,6 +17,7 @@ from django.forms.boundfield import BoundField
 from django.http import QueryDict
 
 from isos.generation import request_serializer
+from isos.page_messages import CONFIRM_FIELD, CONFIRM_LABEL, MISMATCH_MESSAGE, page_message, page_wording
 from isos.serializers import (
     DHCP_WORDS,
     FIELD_ATTRIBUTES,
@@ -29,9 +30,7 @@ from isos.serializers import (
 )
 from portal.trafficops.json_body import unstorable_character
 
-CONFIRM_FIELD = "confirmRootPass"
 PASSWORD_FIELDS = frozenset({"rootPass", CONFIRM_FIELD})
-MISMATCH_MESSAGE = f"{CONFIRM_FIELD} must be the same as rootPass"
 DEFAULT_MTU = "1500"
 OFFERED_MTUS = ("1500", "9000")
 MGMT_FIELDS = ("mgmtIpAddress", "mgmtIpNetmask", "mgmtIpGateway", "mgmtInterface")
@@ -153,7 +152,7 @@ class GenerateForm(forms.Form):
     # PasswordInput never renders a value back.
     rootPass = api_field("rootPass", forms.PasswordInput, attrs=NEW_PASSWORD)
     confirmRootPass = RequestField(
-        label="Confirm root password",
+        label=CONFIRM_LABEL,
         widget=forms.PasswordInput(attrs={"required": True, **NEW_PASSWORD}),
     )
     mgmtIpAddress = api_field("mgmtIpAddress")
@@ -215,11 +214,13 @@ class GenerateForm(forms.Form):
         if not self.serializer.is_valid():
             for name, messages in self.serializer.errors.items():
                 # non_field_errors (never from a form's body) would show at the top field.
-                self.add_error(name if name in self.fields else "osversionDir", [str(m) for m in messages])
+                # Shown in the page's words; the audit keeps the API's (audit_validation).
+                field = name if name in self.fields else "osversionDir"
+                self.add_error(field, [page_message(str(m)) for m in messages])
         self.page_refusals = []
         if cleaned.get("rootPass") and cleaned.get(CONFIRM_FIELD) != cleaned.get("rootPass"):
             self.page_refusals.append(MISMATCH_MESSAGE)
-            self.add_error(CONFIRM_FIELD, MISMATCH_MESSAGE)
+            self.add_error(CONFIRM_FIELD, page_message(MISMATCH_MESSAGE))
         return cleaned
 
     @staticmethod
@@ -252,3 +253,8 @@ class GenerateForm(forms.Form):
     @property
     def offered_mtus(self) -> tuple[str, ...]:
         return OFFERED_MTUS
+
+    @property
+    def wording(self) -> dict[str, Any]:
+        """For the page's script: the API's messages in the page's words (isos.page_messages)."""
+        return page_wording()

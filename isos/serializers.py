@@ -304,9 +304,7 @@ class IsoRequestSerializer(serializers.Serializer):  # type: ignore[type-arg]
     """
 
     # The labels and help texts are the Generate ISO page's too (isos.forms).
-    osversionDir = OsVersionDirField(
-        label="OS version directory", help_text="The ISO source the host installs from."
-    )
+    osversionDir = OsVersionDirField(label="OS version", help_text="The ISO source the host installs from.")
     hostName = HostNameField(label="Host name", help_text="A single label, e.g. edge1.")
     domainName = DomainNameField(label="Domain name", help_text="e.g. cdn.example")
     rootPass = RootPassField(
@@ -315,15 +313,15 @@ class IsoRequestSerializer(serializers.Serializer):  # type: ignore[type-arg]
         write_only=True,
         style={"input_type": "password"},
     )
-    dhcp = DhcpField(label="DHCP (yes/no)", help_text="When yes, the static addresses are not used.")
+    dhcp = DhcpField(label="DHCP", help_text="yes or no; when yes, the static addresses are not used.")
     ipAddress = ipv4_field("IPv4 address", "e.g. 192.0.2.10")
     ipNetmask = NetmaskField(label="IPv4 netmask", help_text="e.g. 255.255.255.0")
     ipGateway = ipv4_field("IPv4 gateway", "e.g. 192.0.2.1")
     ip6Address = AddressField(
         parse_ipv6_with_prefix,
         "must be a valid IPv6 address (with optional CIDR prefix)",
-        label="IPv6 address (optional /prefix)",
-        help_text="e.g. 2001:db8::10/64",
+        label="IPv6 address",
+        help_text="e.g. 2001:db8::10/64 (the /prefix may be left out).",
     )
     ip6Gateway = AddressField(
         parse_ipv6_without_prefix,
@@ -336,10 +334,10 @@ class IsoRequestSerializer(serializers.Serializer):  # type: ignore[type-arg]
         help_text=f"1500 is the norm, 9000 for jumbo frames; {MTU_RANGE[0]} to {MTU_RANGE[1]}.",
     )
     interfaceName = InterfaceNameField(
-        label="Interface name (bondN makes an LACP bond)", help_text="e.g. eth0, ens3, or bond0."
+        label="Interface name", help_text="e.g. eth0, ens3, or bond0 (bondN makes an LACP bond)."
     )
     disk = DiskField(
-        label="Boot disk (e.g. sda)",
+        label="Boot disk",
         help_text="A device under /dev/, without /dev/: sda, nvme0n1 or disk/by-id/...",
     )
     mgmtIpAddress = AddressField(

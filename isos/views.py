@@ -9,8 +9,12 @@ the API does, so the browser saves it and shows its own progress.
 
 from __future__ import annotations
 
+import base64
+import json
 import logging
+import re
 
+from django.conf import settings
 from django.contrib.auth.decorators import login_required
 from django.core.exceptions import PermissionDenied
 from django.core.paginator import Paginator
@@ -29,6 +33,7 @@ from isos.generation import (
     catalog_for_attempt,
     failures_audited,
     iso_download_response,
+    iso_filename,
     missing_permissions,
 )
 from isos.history import (
@@ -47,6 +52,11 @@ from portal.trafficops.log_text import log_text
 logger = logging.getLogger(__name__)
 
 GENERATE_TEMPLATE = "isos/generate.html"
+# The page's script posts a token with the form; the download's answer sets it back in a
+# cookie with what the page then shows (docs/operations.md, "The pages").
+DOWNLOAD_TOKEN = re.compile(r"[A-Za-z0-9_-]{16,64}")
+DOWNLOAD_COOKIE = "isoDownload"
+DOWNLOAD_COOKIE_SECONDS = 300
 FAILURE_TEXT = (
     "The ISO could not be made because of a problem on our side. It was logged; "
     "please try again later or tell an administrator."
@@ -97,10 +107,36 @@ def submit_generate_form(request: HttpRequest) -> HttpResponseBase:
             valid = form.is_valid()  # the serializer's rules, then the page's own
             audit_validation(attempt, form.serializer, form.page_refusals)
             if valid:
-                return iso_download_response(attempt, form.serializer.iso_request())
+                iso_request = form.serializer.iso_request()
+                download = iso_download_response(attempt, iso_request)
+                token = request.POST.get("downloadToken", "")
+                if DOWNLOAD_TOKEN.fullmatch(token) and attempt.record is not None:
+                    set_download_cookie(download, token, attempt.record, iso_filename(iso_request))
+                return download
     except GenerationFailed:
         return render_form(request, form, 500, FAILURE_TEXT)
     return render_form(request, form, 400)
+
+
+def set_download_cookie(response: HttpResponseBase, token: str, build: IsoBuild, filename: str) -> None:
+    """The one-time cookie telling the page that its download started, and what it is."""
+    payload = {
+        "token": token,
+        "name": filename,
+        "size": build.iso_size,
+        "build": build.pk,
+        "fqdn": build.fqdn,
+    }
+    value = base64.urlsafe_b64encode(json.dumps(payload).encode()).decode().rstrip("=")
+    response.set_cookie(
+        DOWNLOAD_COOKIE,
+        value,
+        max_age=DOWNLOAD_COOKIE_SECONDS,
+        path=reverse("isos:generate"),
+        secure=settings.SESSION_COOKIE_SECURE,
+        httponly=False,  # the page's script reads it, then deletes it
+        samesite="Strict",
+    )
 
 
 @login_required

@@ -28,6 +28,7 @@ from passlib.hash import sha512_crypt
 
 from isos.kickstart import render_ks_scripts
 from isos.models import IsoBuild
+from isos.page_messages import page_message
 from isos.serializers import IsoRequestSerializer
 from tests.support.api import STATIC_COMMAND_OPTIONS, download, post_json, static_request
 from tests.support.isoread import read_rr_files
@@ -317,7 +318,8 @@ def test_the_page_refuses_a_line_break_or_a_non_ascii_digit_beside_the_field(
         assert response.status_code == 400, (value, response.status_code)
         errors = response.context["form"].errors
         assert set(errors) == {field}, (value, errors)
-        assert [str(message) for message in errors[field]] == [f"{field} {RULES[field]}"], value
+        # The API's message, naming the field by its label (isos.page_messages).
+        assert [str(message) for message in errors[field]] == [page_message(f"{field} {RULES[field]}")], value
     assert set(IsoBuild.objects.values_list("outcome", flat=True)) == {"refused"}
 
 

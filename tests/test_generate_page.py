@@ -210,12 +210,13 @@ def test_errors_show_at_their_fields_and_the_form_stays_filled(operations_client
     assert response.status_code == 400
     page = response.content.decode()
     ip = field_html(page, "ipAddress")
-    # The serializer's own message, tied to the input for screen readers.
-    assert "ipAddress must be a valid IPv4 address" in ip
+    # The serializer's message naming the field by its label, tied to the input for screen readers.
+    error = ip.split('id="id_ipAddress-error">')[1].split("</p>")[0]
+    assert error == "<span>IPv4 address must be a valid IPv4 address</span>"
     assert 'aria-describedby="id_ipAddress-error id_ipAddress-hint"' in ip and 'aria-invalid="true"' in ip
     assert 'value="192.0.2.300"' in ip
-    assert "interfaceMtu must be between 1280 and 9216" in field_html(page, "interfaceMtu")
-    assert "hostName must be a valid host name" in field_html(page, "hostName")
+    assert "Interface MTU must be between 1280 and 9216" in field_html(page, "interfaceMtu")
+    assert "Host name must be a valid host name" in field_html(page, "hostName")
     assert "Please fix 3 problems" in page and 'href="#id_ipAddress"' in page
     # Everything else is kept; the passwords are not.
     assert 'value="quest"' in field_html(page, "domainName")
@@ -230,16 +231,18 @@ def test_errors_show_at_their_fields_and_the_form_stays_filled(operations_client
 
 
 @pytest.mark.django_db
-def test_messages_are_the_apis_own(operations_client: Client) -> None:
-    """The same request refused by the API and by the page: the same messages, the same audit."""
+def test_messages_are_the_apis_own_in_the_pages_words(operations_client: Client) -> None:
+    """The same request refused by the API and by the page: the same rules and the same
+    audit (the API's texts); the page names each field by its label."""
     body = static_request(ipGateway="", ip6Address="1.2.3.4", disk="/dev/sda")
     api_text = post_json(operations_client, "/api/5.0/isos", body).json()["alerts"][0]["text"]
     response = operations_client.post(URL, form_data(ipGateway="", ip6Address="1.2.3.4", disk="/dev/sda"))
     page = response.content.decode()
-    assert "ipGateway is required if DHCP is no" in field_html(page, "ipGateway")
+    assert "IPv4 gateway is required without DHCP" in field_html(page, "ipGateway")
     ip6 = field_html(page, "ip6Address")
-    assert "ip6Address must be a valid IPv6 address (with optional CIDR prefix)" in ip6
-    assert "disk must be a device name under /dev/ without the /dev/ prefix" in field_html(page, "disk")
+    assert "IPv6 address must be a valid IPv6 address (with optional CIDR prefix)" in ip6
+    assert "Boot disk must be a device name under /dev/ without the /dev/ prefix" in field_html(page, "disk")
+    assert "ipGateway is required if DHCP is no" in api_text
     api_record, page_record = IsoBuild.objects.order_by("id")
     assert page_record.detail == api_record.detail == api_text
 
@@ -249,7 +252,7 @@ def test_password_mismatch_is_an_error_at_the_confirmation(operations_client: Cl
     response = operations_client.post(URL, form_data(confirmRootPass="something else"))
     assert response.status_code == 400
     page = response.content.decode()
-    assert "confirmRootPass must be the same as rootPass" in field_html(page, "confirmRootPass")
+    assert "The two root passwords differ" in field_html(page, "confirmRootPass")
     assert SECRET not in page and "something else" not in page
     refused = IsoBuild.objects.get()
     assert refused.outcome == "refused"
@@ -260,7 +263,7 @@ def test_password_mismatch_is_an_error_at_the_confirmation(operations_client: Cl
 def test_missing_password_is_the_apis_rule(operations_client: Client) -> None:
     response = operations_client.post(URL, form_data(rootPass="", confirmRootPass=""))
     assert response.status_code == 400
-    assert "rootPass is required" in field_html(response.content.decode(), "rootPass")
+    assert "Root password is required" in field_html(response.content.decode(), "rootPass")
 
 
 @pytest.mark.django_db
@@ -269,7 +272,7 @@ def test_os_version_not_offered_is_an_error_at_the_select(row_granted_client: Cl
     response = client.post(URL, form_data(osversionDir="centos72"))
     assert response.status_code == 400
     select = response.content.decode().split('id="id_osversionDir"')[1].split("</div>")[0]
-    assert "invalid OS version directory: &quot;centos72&quot;" in select
+    assert "This OS version is not offered to you: &quot;centos72&quot;" in select
 
 
 @pytest.mark.django_db
@@ -314,8 +317,9 @@ def test_management_fields_errors_open_their_section(operations_client: Client) 
     assert response.status_code == 400
     page = response.content.decode()
     assert '<details class="section" open>' in page
-    assert "mgmtInterface is required when mgmtIpAddress is provided" in field_html(page, "mgmtInterface")
-    assert "mgmtIpGateway is required when mgmtIpAddress is provided" in field_html(page, "mgmtIpGateway")
+    mgmt_interface, mgmt_gateway = field_html(page, "mgmtInterface"), field_html(page, "mgmtIpGateway")
+    assert "Management interface is required with a management IP address" in mgmt_interface
+    assert "Management gateway is required with a management IP address" in mgmt_gateway
     assert 'value="10.0.0.5"' in field_html(page, "mgmtIpAddress")
 
 
@@ -338,6 +342,6 @@ def test_a_nul_character_is_refused_at_its_field_and_audited(operations_client: 
     """PostgreSQL's text cannot hold a NUL: the refusal must still be answered and recorded."""
     response = operations_client.post(URL, form_data(hostName="db\x001"))
     assert response.status_code == 400
-    assert "hostName must be" in field_html(response.content.decode(), "hostName")
+    assert "Host name must be" in field_html(response.content.decode(), "hostName")
     record = IsoBuild.objects.get()
     assert record.outcome == "refused" and "\x00" not in record.request_settings["hostName"]
