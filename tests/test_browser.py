@@ -1,4 +1,5 @@
-"""A real browser on the real server: log in, refuse, fix, download, read the ISO back, do it again.
+"""A real browser on the real server: log in, be told what to fix as you type, download without
+retyping a password, read the ISO back, do it again.
 
 Playwright drives Debian's Chromium (``apt-get install chromium``; Playwright's own browser
 download is not used) against the portal under gunicorn on loopback. It saves screenshots
@@ -8,12 +9,16 @@ of the pages it checks, ``generate.png`` and ``history.png``, in ``build/screens
 
 from __future__ import annotations
 
+import re
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import pytest
 from django.contrib.auth.models import User
 
+from isos.models import IsoBuild
 from tests.support.api import PASSWORD
 from tests.support.isoread import ks_script
 from tests.support.processes import poll
@@ -23,6 +28,13 @@ pytestmark = pytest.mark.django_db(transaction=True, serialized_rollback=True)
 
 SCREENSHOTS = Path(__file__).resolve().parent.parent / "build" / "screenshots"
 ROOT_PASSWORD = "Browser test root pw"
+T = TypeVar("T")
+
+
+def outside_playwright(query: Callable[[], T]) -> T:
+    """Run a database query in a thread of its own (Playwright's loop makes this one async)."""
+    with ThreadPoolExecutor(1) as pool:
+        return pool.submit(query).result()
 
 
 def download_iso(page: Any, tmp_path: Path, name: str) -> tuple[str, Path]:
@@ -88,38 +100,67 @@ def test_generate_iso_in_a_real_browser(
     page.get_by_label("Confirm root password").fill(ROOT_PASSWORD)
     page.get_by_role("button", name="Generate and download").click()
 
-    # Refused: the message is at the field, tied to it, and the form is kept (not the password).
+    # Checked before submitting, by the API's own rules (POST isos/validate): the message names
+    # the field by its label, is tied to it, and nothing was submitted, so the passwords stay.
     address = page.get_by_label("IPv4 address")
-    expect(page.locator("#id_ipAddress-error")).to_have_text("ipAddress must be a valid IPv4 address")
+    expect(page.locator("#id_ipAddress-error")).to_have_text("IPv4 address must be a valid IPv4 address")
     expect(address).to_have_attribute("aria-invalid", "true")
     expect(address).to_have_attribute("aria-describedby", "id_ipAddress-error id_ipAddress-hint")
-    expect(address).to_have_value("192.0.2.300")
-    expect(page.get_by_label("Host name")).to_have_value("edge1")
-    expect(page.get_by_label("Interface name")).to_have_value("bond0")
-    expect(page.get_by_label("Root password", exact=True)).to_have_value("")
     expect(page.locator("#error-summary")).to_be_focused()
-    assert ROOT_PASSWORD not in page.content()
+    expect(page.locator("#error-summary li")).to_have_count(1)
+    expect(page.get_by_label("Root password", exact=True)).to_have_value(ROOT_PASSWORD)
+    expect(page.get_by_label("Confirm root password")).to_have_value(ROOT_PASSWORD)
+    assert outside_playwright(IsoBuild.objects.count) == 0  # a check is no attempt
     page.screenshot(path=str(SCREENSHOTS / "generate.png"), full_page=True)
 
-    # Fixed: the browser downloads the ISO, whose network.cfg is this host's.
+    # Fixed as typed: the message and the summary go; the download starts without retyping a
+    # password, and the page says so only once the download's answer arrived.
     address.fill("192.0.2.10")
-    page.get_by_label("Root password", exact=True).fill(ROOT_PASSWORD)
-    page.get_by_label("Confirm root password").fill(ROOT_PASSWORD)
+    expect(page.locator("#id_ipAddress-error")).to_have_count(0)
+    expect(page.locator("#error-summary")).to_have_count(0)
+    expect(address).not_to_have_attribute("aria-invalid", "true")
+    expect(page.locator("#download-started")).to_be_hidden()
     filename, iso_path = download_iso(page, tmp_path, "first.iso")
     assert filename == "edge1.cdn.example-centos72.iso"
+    started = page.locator("#download-started")
+    expect(started).to_be_visible()
+    expect(started).to_contain_text("edge1.cdn.example-centos72.iso")
+    build = outside_playwright(IsoBuild.objects.get)
+    expect(page.locator("#download-size")).to_have_text(re.compile(r"^\d+(\.\d)? (KB|MB)$"))
+    expect(started.get_by_role("link", name="See it in History")).to_have_attribute(
+        "href", f"/isos/history/?fqdn=edge1.cdn.example#build-{build.pk}"
+    )
     network_cfg = ks_script(iso_path).decode()
     assert 'IPADDR="192.0.2.10"' in network_cfg
     assert 'NETMASK="255.255.255.0"' in network_cfg and 'GATEWAY="192.0.2.1"' in network_cfg
     assert 'BOND_DEVICE="bond0"' in network_cfg and 'HOSTNAME="edge1.cdn.example"' in network_cfg
     assert 'IPV6ADDR="2001:db8::10/64"' in network_cfg and network_cfg.endswith('DHCP="no"')
     assert ks_script(iso_path, "disk.cfg") == b'boot_drives="sda"'
+    assert build.iso_size == iso_path.stat().st_size
 
-    # History: the refusal and the build; "Generate again" opens the form prefilled.
-    open_history_when_settled(page, f"{portal_server}/isos/history/", expected_built=1)
+    # A refusal by the server itself (the form posted as without JavaScript): the page comes
+    # back with its banner and field errors, which go once a fixed submit starts the download.
+    address.fill("192.0.2.300")
+    page.evaluate("document.getElementById('generate-form').submit()")
+    expect(page.locator("#error-summary")).to_be_focused()
+    expect(page.locator("#id_ipAddress-error")).to_have_text("IPv4 address must be a valid IPv4 address")
+    expect(page.get_by_label("Root password", exact=True)).to_have_value("")
+    assert ROOT_PASSWORD not in page.content()
+    page.get_by_label("IPv4 address").fill("192.0.2.10")
+    page.get_by_label("Root password", exact=True).fill(ROOT_PASSWORD)
+    page.get_by_label("Confirm root password").fill(ROOT_PASSWORD)
+    download_iso(page, tmp_path, "again.iso")
+    expect(page.locator("#download-started")).to_be_visible()
+    expect(page.locator("#error-summary, .alert.error, .field-error, .has-error")).to_have_count(0)
+    expect(page).not_to_have_title(re.compile("^Error"))
+
+    # History: the builds and the server's refusal; "Generate again" opens the form prefilled.
+    open_history_when_settled(page, f"{portal_server}/isos/history/", expected_built=2)
     rows = page.locator("tbody tr")
-    expect(rows).to_have_count(2)
+    expect(rows).to_have_count(3)
     expect(rows.nth(0).locator(".badge")).to_have_text("built")
     expect(rows.nth(1).locator(".badge")).to_have_text("refused")
+    expect(rows.nth(2).locator(".badge")).to_have_text("built")
     rows.nth(0).get_by_role("link", name="Generate again").click()
     expect(page).to_have_url(f"{portal_server}/isos/generate/?" + page.url.split("?", 1)[1])
     expect(page.get_by_label("OS version")).to_have_value("centos72")
@@ -141,6 +182,6 @@ def test_generate_iso_in_a_real_browser(
     network_cfg = ks_script(iso_path).decode()
     assert 'IPADDR=""' in network_cfg and network_cfg.endswith('DHCP="yes"')
 
-    open_history_when_settled(page, f"{portal_server}/isos/history/", expected_built=2)
-    expect(page.locator("tbody tr")).to_have_count(3)
+    open_history_when_settled(page, f"{portal_server}/isos/history/", expected_built=3)
+    expect(page.locator("tbody tr")).to_have_count(4)
     page.screenshot(path=str(SCREENSHOTS / "history.png"), full_page=True)
