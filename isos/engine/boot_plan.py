@@ -17,6 +17,16 @@ from dataclasses import dataclass
 from typing import BinaryIO, Final, Literal
 
 from isos.engine.source_files import FILE_FLAGS, SEARCH_FLAGS, open_real_path
+from isos.engine.system_area import (
+    BIOS_CD,
+    BIOS_DISK,
+    MODES,
+    UEFI_CD,
+    UEFI_DISK,
+    VendorSystemArea,
+    read_system_area,
+    unsupported,
+)
 
 SETTINGS_FILE: Final = "isoportal.json"
 BIOS_BOOT_FILE: Final = "isolinux/isolinux.bin"
@@ -298,22 +308,49 @@ _PLATFORMS: Final = {0x00: "BIOS", 0xEF: "UEFI", 0x01: "PowerPC", 0x02: "Mac"}
 
 @dataclass(frozen=True)
 class VendorBoot:
-    """A vendor ISO's El Torito entries (platform ids, catalog order), and whether the
-    ISO made from it is hybrid: when its initial entry boots an isohybrid isolinux.bin."""
+    """A vendor ISO's El Torito entries (platform ids, catalog order), whether the ISO
+    made from it is hybrid anew (its initial entry boots an isohybrid isolinux.bin), and
+    otherwise its own system area, kept and re-pointed (:mod:`isos.engine.system_area`)."""
 
     platforms: tuple[int, ...]
     hybrid: bool
+    area: VendorSystemArea | None = None
+    initial_image: int | None = None  # the BIOS El Torito image's offset in the vendor ISO
+    volume_bytes: int = 0
+    vendor_modes: tuple[str, ...] = ()  # the modes the vendor's own ISO boots in
+    # The vendor's volume modification dates by descriptor type (1 primary, 2 Joliet).
+    modification_dates: tuple[tuple[int, bytes], ...] = ()
+
+    def modes(self) -> tuple[str, ...]:
+        """The modes the portal's ISO boots in (docs/sources-and-booting.md)."""
+        efi = 0xEF in self.platforms
+        kept = {
+            BIOS_CD: 0x00 in self.platforms,
+            BIOS_DISK: self.hybrid or (self.area is not None and self.area.bios_disk()),
+            UEFI_CD: efi,
+            UEFI_DISK: (self.hybrid and efi) or (self.area is not None and self.area.uefi_disk()),
+        }
+        return tuple(mode for mode in MODES if kept[mode])
 
     def description(self) -> str:
         """One line for ``ks_scripts/state.out``, e.g. ``El Torito from the vendor ISO:
-        BIOS, UEFI; hybrid MBR+GPT``."""
+        BIOS, UEFI; hybrid MBR+GPT; boot modes: BIOS CD, BIOS disk/USB, UEFI CD, UEFI
+        disk/USB``."""
         if not self.platforms:
             return "not bootable (the vendor ISO has no El Torito boot entry)"
         names = [_PLATFORMS.get(platform, f"platform 0x{platform:02x}") for platform in self.platforms]
         text = f"El Torito from the vendor ISO: {', '.join(names)}"
         if self.hybrid:
             text += "; hybrid MBR+GPT" if 0xEF in self.platforms else "; hybrid MBR"
-        return text
+        elif self.area is not None:
+            text += f"; {self.area.description()}"
+        return f"{text}; boot modes: {', '.join(self.modes()) or 'none'}"
+
+    def check_modes(self) -> None:
+        """SourceError when the portal's ISO would lose a mode the vendor's boots in."""
+        lost = [mode for mode in self.vendor_modes if mode not in self.modes()]
+        if lost:
+            raise unsupported(f"the vendor's ISO boots {', '.join(lost)}, which the portal's would not")
 
 
 def read_vendor_boot(path: str) -> VendorBoot:
@@ -330,17 +367,21 @@ def read_vendor_boot(path: str) -> VendorBoot:
 
 
 def read_vendor_boot_from(handle: BinaryIO) -> VendorBoot:
-    """Read a vendor ISO's boot record, El Torito catalog and initial boot image's head.
+    """Read a vendor ISO's boot record, El Torito catalog, initial boot image's head and
+    system area (MBR, GPT).
 
     The volume descriptors and the catalog's first sector (ECMA-119 8, El Torito 2.0);
     no El Torito entry for an ISO without a boot record, or one that cannot be read
-    (the build then says why).
+    (the build then says why). Raises SourceError ("vendor ISO layout not supported:
+    ...") for a system area the engine cannot keep (:mod:`isos.engine.system_area`).
     """
     try:
+        volume_bytes = _volume_bytes(handle)
+        dates = _modification_dates(handle)
         catalog = _read_catalog(handle)
         entries = [catalog[i : i + 32] for i in range(0, len(catalog) - 31, 32)]
         if len(entries) < 2 or entries[0][0] != 1:  # the validation entry's header id
-            return VendorBoot((), hybrid=False)
+            return VendorBoot((), hybrid=False, volume_bytes=volume_bytes, modification_dates=dates)
         platforms = [entries[0][1]] if entries[1][0] == 0x88 else []
         index = 2
         while index < len(entries) and entries[index][0] in (0x90, 0x91):
@@ -352,14 +393,59 @@ def read_vendor_boot_from(handle: BinaryIO) -> VendorBoot:
             if header[0] == 0x91:  # the final section header
                 break
         hybrid = False
+        initial = None
         if platforms and platforms[0] == 0x00 and entries[1][0] == 0x88:
             # pycdlib's isohybrid needs the initial (BIOS) entry's image to be one.
-            handle.seek(int.from_bytes(entries[1][8:12], "little") * _SECTOR)
+            initial = int.from_bytes(entries[1][8:12], "little") * _SECTOR
+            handle.seek(initial)
             head = handle.read(HEAD_BYTES)
             hybrid = head[_ISOHYBRID_SIGNATURE_AT:HEAD_BYTES] == _ISOHYBRID_SIGNATURE
+        handle.seek(0)
+        mbr = handle.read(512)
     except OSError:
         return VendorBoot((), hybrid=False)
-    return VendorBoot(tuple(platforms), hybrid)
+    vendor_modes = [mode for mode, on in ((BIOS_CD, 0x00 in platforms), (UEFI_CD, 0xEF in platforms)) if on]
+    area = None
+    if hybrid:
+        if any(mbr[:440]) and mbr[510:512] == b"\x55\xaa":  # the vendor's isohybrid MBR
+            vendor_modes.append(BIOS_DISK)
+            if _efi_partition(mbr):
+                vendor_modes.append(UEFI_DISK)
+    else:
+        area = read_system_area(handle, volume_bytes, initial)
+        if area is not None:
+            vendor_modes += [
+                mode for mode, on in ((BIOS_DISK, area.bios_disk()), (UEFI_DISK, area.uefi_disk())) if on
+            ]
+    ordered = tuple(mode for mode in MODES if mode in vendor_modes)
+    return VendorBoot(tuple(platforms), hybrid, area, initial, volume_bytes, ordered, dates)
+
+
+def _efi_partition(mbr: bytes) -> bool:
+    """Whether an MBR lists an EFI system partition (0xEF) or a protective GPT (0xEE)."""
+    return any(mbr[446 + 16 * index + 4] in (0xEF, 0xEE) for index in range(4))
+
+
+def _modification_dates(handle: BinaryIO) -> tuple[tuple[int, bytes], ...]:
+    """The first primary and supplementary volume descriptors' modification dates."""
+    dates: dict[int, bytes] = {}
+    for index in range(_FIRST_DESCRIPTOR, _FIRST_DESCRIPTOR + _MAX_DESCRIPTORS):
+        handle.seek(index * _SECTOR)
+        descriptor = handle.read(_SECTOR)
+        if len(descriptor) < _SECTOR or descriptor[1:6] != b"CD001" or descriptor[0] == 255:
+            break
+        if descriptor[0] in (1, 2):
+            dates.setdefault(descriptor[0], descriptor[830:847])
+    return tuple(dates.items())
+
+
+def _volume_bytes(handle: BinaryIO) -> int:
+    """The primary volume descriptor's volume space size, in bytes (0 without one)."""
+    handle.seek(_FIRST_DESCRIPTOR * _SECTOR)
+    descriptor = handle.read(_SECTOR)
+    if len(descriptor) < _SECTOR or descriptor[:6] != b"\x01CD001":
+        return 0
+    return int.from_bytes(descriptor[80:84], "little") * int.from_bytes(descriptor[128:130], "little")
 
 
 def _read_catalog(handle: BinaryIO) -> bytes:

@@ -84,12 +84,16 @@ def describe_boot(source_dir: os.PathLike[str] | str) -> str:
     an unreadable boot file simply reads as absent here (``build_iso()`` then says why).
     Raises SourceError for a settings file the build would refuse too.
 
-    A vendor ISO is described by its own El Torito catalog, read directly (a few
-    sectors; no pycdlib, whose objects for a DVD would outweigh the whole worker).
+    A vendor ISO is described by its own El Torito catalog and system area, read directly
+    (a few sectors; no pycdlib, whose objects for a DVD would outweigh the whole worker),
+    with the boot modes the portal's ISO keeps; a layout whose modes cannot all be kept
+    raises SourceError ("vendor ISO layout not supported: ...").
     """
     root = os.path.realpath(os.fspath(source_dir))
     if is_vendor_iso(root):
-        return read_vendor_boot(root).description()
+        boot = read_vendor_boot(root)
+        boot.check_modes()  # what the build refuses, refused here too
+        return boot.description()
     try:
         return resolve_boot(read_settings(root), disk_probe(root)).description()
     except BootSettingsError as exc:

@@ -39,10 +39,18 @@ from isos.engine.names import (
     valid_utf8,
     volume_label,
 )
-from isos.engine.plan import FileData
-from isos.engine.pycdlib_internals import close_quietly, file_extents, volume_size
+from isos.engine.plan import BLOCK_SIZE, FileData
+from isos.engine.pycdlib_internals import (
+    boot_entry_rba_offsets,
+    close_quietly,
+    detach_outside_images,
+    file_extents,
+    modification_date_fixes,
+    volume_size,
+)
 from isos.engine.scan import check_extra_path, overlay_extras, scan_source, tree_probe
 from isos.engine.source_files import NotAsLaidOut, SourceRoot, is_symlink_error, open_checked
+from isos.engine.system_area import VendorSystemArea, re_point
 from isos.engine.tree import Entry, lookup, max_dir_depth, walk_files
 from isos.engine.vendor import (
     VendorOrigin,
@@ -167,15 +175,22 @@ def _lay_out_vendor_iso(path: str, extra_files: Mapping[str, bytes]) -> Layout:
     handle, origin = open_vendor_source(path)
     try:
         boot = read_vendor_boot_from(handle)
+        boot.check_modes()  # before anything is laid out: never a mode quietly dropped
     except BaseException:
         handle.close()
         raise
     iso = pycdlib.PyCdlib()
     with closed_on_error(iso):
         open_vendor_iso(iso, handle)  # iso owns the handle from here on
+        outside = detach_outside_images(iso, boot.volume_bytes)
+        if outside and boot.area is None:
+            raise SourceError(
+                "vendor ISO layout not supported: an El Torito image outside the ISO 9660 volume"
+                " but no partition table pointing at it"
+            )
         memory, extra_paths = add_extra_files(iso, extra_files)
         try:
-            return _finish(
+            layout = _finish(
                 iso,
                 memory=memory,
                 sources={},
@@ -187,6 +202,72 @@ def _lay_out_vendor_iso(path: str, extra_files: Mapping[str, bytes]) -> Layout:
             )
         except PyCdlibException as exc:  # from force_consistency(): the rest say what failed
             raise SourceError(f"cannot lay out the vendor ISO ({exc})") from exc
+        # The vendor's modification dates, which pycdlib replaced with the time of writing
+        # (a correction to pycdlib's own writer too, as the GPT's).
+        dates = modification_date_fixes(iso, dict(boot.modification_dates))
+        layout.patches.extend(dates)
+        layout.fixes.extend(dates)
+        if boot.area is not None:
+            _keep_system_area(iso, layout, boot.area, outside, origin)
+        return layout
+
+
+def _keep_system_area(
+    iso: pycdlib.PyCdlib,
+    layout: Layout,
+    area: VendorSystemArea,
+    outside: list[tuple[int, int]],
+    origin: VendorOrigin,
+) -> None:
+    """The vendor's system area re-pointed at the new layout; its appended partitions
+    streamed after the new volume from the vendor ISO's own bytes, El Torito entries that
+    pointed into them pointed at their new place (:mod:`isos.engine.system_area`)."""
+    new_volume = layout.size
+    moved = {f.origin_offset: f.offset for f in layout.files if f.origin_stamp is not None}
+    repointed = re_point(area, new_volume, moved)
+    delta = new_volume - area.volume_bytes
+    rba_at = boot_entry_rba_offsets(iso)
+    for index, offset in outside:
+        if not any(start <= offset < start + length for _, length, start in repointed.appended):
+            raise SourceError(
+                "vendor ISO layout not supported: an El Torito image outside the ISO 9660 volume"
+                " and in no appended partition"
+            )
+        layout.patches.append((rba_at[index], ((offset + delta) // BLOCK_SIZE).to_bytes(4, "little")))
+    for new_offset, length, vendor_offset in repointed.appended:
+        layout.files.append(
+            FileData(
+                new_offset,
+                length,
+                f"{origin.name} (appended partition)",
+                origin.path,
+                None,
+                origin_offset=vendor_offset,
+                origin_stamp=origin.stamp,
+            )
+        )
+    layout.files.sort(key=lambda f: f.offset)
+    _adjust_boot_info_checksum(layout, repointed.in_boot_image)
+    layout.patches.extend(repointed.patches)
+    layout.size = repointed.size
+
+
+def _adjust_boot_info_checksum(layout: Layout, in_boot_image: list[tuple[int, bytes, bytes]]) -> None:
+    """A patch inside a boot image past byte 64 (GRUB's --grub2-boot-info) changes what the
+    boot info table's checksum covers (32-bit little-endian words): the checksum follows,
+    as xorriso computes it after patching."""
+    for at, new, old in in_boot_image:
+        for index, (offset, record) in enumerate(layout.patches):
+            image = offset - 8
+            if len(record) != 56 or not image + 64 <= at < image + 2048 * 1024 or (at - image) % 4:
+                continue
+            checksum = int.from_bytes(record[12:16], "little")
+            for word in range(0, len(new), 4):
+                checksum += int.from_bytes(new[word : word + 4], "little")
+                checksum -= int.from_bytes(old[word : word + 4], "little")
+            record = record[:12] + (checksum & 0xFFFFFFFF).to_bytes(4, "little") + record[16:]
+            layout.patches[index] = (offset, record)
+            break
 
 
 def _finish(

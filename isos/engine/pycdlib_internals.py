@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from typing import Any, BinaryIO, Final
 
 import pycdlib
+from pycdlib.eltorito import EltoritoEntry
 from pycdlib.isohybrid import GPT
 from pycdlib.pycdlibexception import PyCdlibException
 
@@ -199,3 +200,78 @@ def gpt_headers(iso: pycdlib.PyCdlib) -> list[tuple[int, bytes]]:
         (header.current_lba * _GPT_SECTOR, header.record(crc)[:_GPT_HEADER_BYTES]),
         (backup.header.current_lba * _GPT_SECTOR, backup.header.record(crc)[:_GPT_HEADER_BYTES]),
     ]
+
+
+# --------------------------------------------------------------------------------------
+# El Torito images outside the volume (an appended partition, e.g. Fedora's efiboot.img)
+# --------------------------------------------------------------------------------------
+
+
+def _boot_entries(iso: pycdlib.PyCdlib) -> list[Any]:
+    """The catalog's boot entries in record order (initial, then each section's)."""
+    catalog = iso.eltorito_boot_catalog
+    if catalog is None:
+        return []
+    entries = [catalog.initial_entry]
+    for section in catalog.sections:
+        entries += list(section.section_entries)
+    return entries
+
+
+def detach_outside_images(iso: pycdlib.PyCdlib, volume_bytes: int) -> list[tuple[int, int]]:
+    """El Torito images that lie past the parsed volume (in an appended partition), taken
+    out of pycdlib's layout (their inode gets no extent: pycdlib would otherwise copy them
+    into a volume it did not grow for them, and fail). Returns (entry index, the image's
+    offset in the vendor ISO) for each; the caller points the entries at the appended
+    partition's new place (:func:`boot_entry_rba_offsets`)."""
+    block = iso.logical_block_size
+    found = []
+    for index, entry in enumerate(_boot_entries(iso)):
+        ino = entry.inode
+        if ino is None or any(not isinstance(record, EltoritoEntry) for record, _ in ino.linked_records):
+            continue  # a file of the ISO: laid out as any other
+        if (ino.orig_extent_loc or 0) * block >= volume_bytes:
+            found.append((index, ino.orig_extent_loc * block))
+            ino.data_length = 0
+    return found
+
+
+def boot_entry_rba_offsets(iso: pycdlib.PyCdlib) -> list[int]:
+    """The image offset of each boot entry's load RBA field (record order), once laid out."""
+    catalog = iso.eltorito_boot_catalog
+    if catalog is None:
+        return []
+    base = catalog.extent_location() * iso.logical_block_size
+    offsets = [base + 32 + 8]  # after the validation entry: the initial entry
+    position = 64
+    for section in catalog.sections:
+        position += 32  # the section header
+        for _ in section.section_entries:
+            offsets.append(base + position + 8)
+            position += 32
+    return offsets
+
+
+# --------------------------------------------------------------------------------------
+# The volume descriptors' modification date
+# --------------------------------------------------------------------------------------
+
+_MODIFICATION_DATE_AT: Final = 830  # in a primary or supplementary volume descriptor
+_DATE_BYTES: Final = 17
+
+
+def modification_date_fixes(iso: pycdlib.PyCdlib, vendor_dates: dict[int, bytes]) -> list[tuple[int, bytes]]:
+    """Patches that put the vendor's modification dates back: pycdlib stamps the time of
+    writing, where GRUB takes the date as the file system's UUID (grub-mkrescue's and
+    Ubuntu's images look their medium up by it). ``vendor_dates``: descriptor type (1
+    primary, 2 supplementary) to the vendor's 17 bytes."""
+    block = iso.logical_block_size
+    found = [(1, iso.pvd)]
+    if iso.joliet_vd is not None:
+        found.append((2, iso.joliet_vd))
+    patches = []
+    for kind, descriptor in found:
+        date = vendor_dates.get(kind)
+        if date is not None and len(date) == _DATE_BYTES:
+            patches.append((descriptor.extent_location() * block + _MODIFICATION_DATE_AT, date))
+    return patches
