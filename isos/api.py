@@ -55,6 +55,10 @@ logger = logging.getLogger(__name__)
 class GenerateIsoView(APIView):
     """Builds and streams a per-host installer ISO."""
 
+    # The browsable API's title and line of text (plain text: DRF would render markup).
+    name = "Generate ISO"
+    description = "Fill in the form and post it: the answer is the host's installer ISO, downloaded."
+
     # Anonymous: 401 from DRF. The ISO permissions are the road's own check (check_permissions).
     permission_classes = [IsAuthenticated]
     renderer_classes = [JSONRenderer, IsoFormBrowsableAPIRenderer, *BINARY_RENDERERS]
@@ -87,6 +91,14 @@ class GenerateIsoView(APIView):
             request.accepted_media_type = JSONRenderer.media_type
         return super().finalize_response(request, response, *args, **kwargs)
 
+    def http_method_not_allowed(self, request: Any, *args: Any, **kwargs: Any) -> Response:
+        """GET in a browser is the browsable API's form page; to any other client, 405."""
+        if request.method == "GET" and isinstance(
+            getattr(request, "accepted_renderer", None), IsoFormBrowsableAPIRenderer
+        ):
+            return Response({"form": "POST it: the answer is the ISO"})
+        return super().http_method_not_allowed(request, *args, **kwargs)
+
     @extend_schema(**ISO_SCHEMA)
     @method_decorator(sensitive_variables("body", "serializer"))
     def post(self, request: Request, version: str) -> HttpResponseBase:
@@ -113,6 +125,9 @@ class GenerateIsoView(APIView):
 
 class OsVersionsView(APIView):
     """``{"response": {"<display name>": "<directory>", ...}}``."""
+
+    name = "OS versions"
+    description = "The ISO sources you may generate from: display name to directory."
 
     permission_classes = [requires_permissions({READ_ISO: PERMISSION_LABELS[READ_ISO]})]
 

@@ -14,6 +14,9 @@ from typing import Any
 
 from rest_framework.renderers import BaseRenderer, JSONRenderer
 
+from isos.browsable_form import form_serializer
+from isos.serializers import IsoRequestSerializer
+from osversions.catalog import CatalogError, usable_catalog
 from portal.trafficops.browsable import UrlEncodedFormsBrowsableAPIRenderer
 
 
@@ -53,3 +56,15 @@ class IsoFormBrowsableAPIRenderer(UrlEncodedFormsBrowsableAPIRenderer):
 
     def get_raw_data_form(self, data: Any, view: Any, method: str, request: Any) -> None:
         return None
+
+    def render_form_for_serializer(self, serializer: Any) -> Any:
+        """The request's form with the OS version and DHCP as selects and the MTU filled in
+        (isos.browsable_form), bound to what was posted so each message shows at its field."""
+        request = getattr(self, "renderer_context", {}).get("request")
+        if isinstance(serializer, IsoRequestSerializer) and request is not None:
+            try:
+                catalog = usable_catalog(request.user)
+            except CatalogError:
+                catalog = {}  # the answer already says why; the form stays usable
+            serializer = form_serializer(catalog, getattr(serializer, "initial_data", None))
+        return super().render_form_for_serializer(serializer)

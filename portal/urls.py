@@ -7,7 +7,9 @@ and ``isos.web_urls`` where its pages live.
 
 from django.contrib import admin
 from django.contrib.auth import views as auth_views
+from django.templatetags.static import static
 from django.urls import include, path, re_path
+from django.views.generic import RedirectView
 from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerSplitView
 
 from isos.urls import api_urlpatterns as isos_api
@@ -32,6 +34,8 @@ urlpatterns = [
     re_path(API_PREFIX, include((api_urlpatterns, "api"))),
     # For load balancers and monitors: no login (portal.health).
     path("healthz", healthz, name="healthz"),
+    # Browsers ask for it on pages that name no icon (the admin, Swagger UI, the browsable API).
+    path("favicon.ico", RedirectView.as_view(url=static("portal/favicon.svg"), permanent=True)),
     # The OpenAPI description of the routes above (YAML; ?format=json for JSON), and a page to browse it.
     path("api/schema/", SpectacularAPIView.as_view(), name="openapi-schema"),
     # Swagger UI with its start-up script as a file of its own (?script), so the page runs

@@ -57,15 +57,61 @@ def test_osversions_in_the_browser(browser: Client) -> None:
 @pytest.mark.django_db
 def test_isos_shows_its_html_form_without_the_raw_data_tab(browser: Client) -> None:
     response = browser.get(URL)
-    assert response.status_code == 405  # only POST; the page is there for its form
+    assert response.status_code == 200  # a page for its form, not a 405 block
     page = response.content.decode()
+    assert "form-page" in page.split("<body", 1)[1].split(">", 1)[0]  # no request/response block
+    assert "<h1>Generate ISO</h1>" in page and "Generate Iso" not in page
+    assert "Fill in the form and post it: the answer is the host&#x27;s installer ISO" in page
     for name in ["osversionDir", "hostName", "domainName", "rootPass", "dhcp", "interfaceMtu"]:
         assert f'name="{name}"' in page, name
     assert f'enctype="{FORM}"' in page and "multipart/form-data" not in page
     # The raw data form posts through XMLHttpRequest, which cannot hand over a download.
     assert 'name="_content"' not in page
-    assert 'class="html-form-only"' in page and "portal/browsable_api.css" in page
+    assert 'class="html-form-only form-page"' in page and "portal/browsable_api.css" in page
     assert IsoBuild.objects.count() == 0
+
+
+@pytest.mark.django_db
+def test_isos_form_offers_this_users_versions_yes_or_no_and_mtu_1500(row_granted_client: Client) -> None:
+    page = row_granted_client.get(URL, HTTP_ACCEPT=HTML).content.decode()
+    select = page.split('<select class="form-control" name="osversionDir">')[1].split("</select>")[0]
+    options = re.findall(r'<option value="([^"]*)"', select)
+    assert options == ["", "rocky/8"]  # only the row granted; no "--------"
+    assert "Rocky Linux 8" in select and "centos72" not in select
+    dhcp = page.split('<select class="form-control" name="dhcp">')[1].split("</select>")[0]
+    assert re.findall(r'<option value="([^"]*)"', dhcp) == ["no", "yes"]
+    assert re.search(r'name="interfaceMtu"[^>]*value="1500"', page) or re.search(
+        r'value="1500"[^>]*name="interfaceMtu"', page
+    )
+
+
+@pytest.mark.django_db
+def test_a_refused_form_keeps_its_selects_and_messages(browser: Client) -> None:
+    token = form_token(browser.get(URL).content.decode())
+    body = static_request(rootPass=SECRET, osversionDir="centos99", dhcp="yes")
+    response = post_form(browser, {**body, "csrfmiddlewaretoken": token})
+    assert response.status_code == 400
+    page = response.content.decode()
+    select = page.split('name="osversionDir">')[1].split("</div>")[0]
+    assert "invalid OS version directory: &quot;centos99&quot;" in select
+    dhcp = page.split('<select class="form-control" name="dhcp">')[1].split("</select>")[0]
+    assert re.search(r'<option value="yes"\s+selected', dhcp)
+
+
+@pytest.mark.django_db
+def test_get_isos_is_still_405_for_json_clients(browser: Client) -> None:
+    response = browser.get(URL, HTTP_ACCEPT="application/json")
+    assert response.status_code == 405
+    assert response.json()["alerts"][0]["text"].startswith('Method "GET" not allowed')
+    assert "GET" not in response["Allow"]
+
+
+@pytest.mark.django_db
+def test_titles_and_descriptions_read_as_text(browser: Client) -> None:
+    page = browser.get("/api/5.0/osversions").content.decode()
+    assert "<h1>OS versions</h1>" in page and "Os Versions" not in page
+    assert "The ISO sources you may generate from: display name to directory." in page
+    assert "``" not in page and "&lt;display name&gt;" not in page
 
 
 @pytest.mark.django_db
@@ -140,3 +186,10 @@ def test_read_only_browsing_isos_is_audited_once(
     response = post_form(client, static_request())
     assert response.status_code == 403
     assert IsoBuild.objects.filter(outcome="refused").count() == 1
+
+
+def test_favicon_ico_answers(client: Client) -> None:
+    response = client.get("/favicon.ico")
+    assert response.status_code == 301 and response["Location"] == "/static/portal/favicon.svg"
+    icon = client.get(response["Location"])
+    assert icon.status_code == 200 and b"<svg" in b"".join(icon.streaming_content)
