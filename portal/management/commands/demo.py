@@ -3,11 +3,13 @@
 Makes the data directory and a laptop's secret key there (unless SECRET_KEY is set),
 migrates the database (SQLite unless DATABASE_URL says otherwise), makes a sample ISO
 source in the kickstart files location when it has no osversions.json yet, creates the
-demo login, prints where to go, and starts the development server.
+demo login, binds its port, and only then prints where to go and serves (Django's
+development server, threaded). Without Debian's isolinux the sample claims no boot entry.
 """
 
 from __future__ import annotations
 
+import errno
 import json
 import shutil
 from pathlib import Path
@@ -17,7 +19,8 @@ from django.conf import settings
 from django.contrib.auth.models import Group, User
 from django.core.exceptions import ImproperlyConfigured
 from django.core.management import call_command
-from django.core.management.base import BaseCommand, CommandParser
+from django.core.management.base import BaseCommand, CommandError, CommandParser
+from django.core.servers.basehttp import ThreadedWSGIServer, WSGIRequestHandler, get_internal_wsgi_application
 
 from portal.laptop_key import make_laptop_key
 
@@ -25,6 +28,10 @@ DEMO_USER = "demo"
 DEMO_PASSWORD = "demo-portal"  # noqa: S105 - a demo login on a laptop, printed on purpose
 DEMO_SOURCE = "demo"
 DEBIAN_ISOLINUX = Path("/usr/lib/ISOLINUX/isolinux.bin")
+NOT_BOOTABLE_HINT = (
+    "The sample ISO is not bootable: install Debian's isolinux (apt-get install isolinux), "
+    "then run manage.py demo again."
+)
 
 ISOLINUX_CFG = """default install
 prompt 0
@@ -41,6 +48,20 @@ KICKSTART = """# Sample kickstart: the portal adds this host's settings beside t
 """
 
 
+def sample_boot_file(source: Path) -> bool:
+    """Give the sample Debian's isolinux.bin when it is installed; whether the sample boots.
+
+    Without it the sample has no isolinux.bin at all, so no boot entry is claimed and
+    state.out says "not bootable" (a placeholder of zeros once passed for a boot image).
+    """
+    boot = source / "isolinux" / "isolinux.bin"
+    if boot.is_file() and not boot.read_bytes().strip(b"\0"):
+        boot.unlink()  # an older demo's placeholder
+    if DEBIAN_ISOLINUX.is_file() and not boot.exists():
+        shutil.copyfile(DEBIAN_ISOLINUX, boot)
+    return boot.is_file()
+
+
 def make_sample_source(location: Path) -> bool:
     """A small ISO source and osversions.json, unless the location already has a catalog."""
     catalog = location / "osversions.json"
@@ -49,12 +70,6 @@ def make_sample_source(location: Path) -> bool:
     source = location / DEMO_SOURCE
     (source / "isolinux").mkdir(parents=True, exist_ok=True)
     (source / "ks_scripts").mkdir(exist_ok=True)
-    boot = source / "isolinux" / "isolinux.bin"
-    if DEBIAN_ISOLINUX.exists():
-        shutil.copyfile(DEBIAN_ISOLINUX, boot)
-    else:
-        # Without Debian's isolinux package the sample still downloads, but cannot boot.
-        boot.write_bytes(b"\0" * 2048)
     (source / "isolinux" / "isolinux.cfg").write_text(ISOLINUX_CFG)
     (source / "ks_scripts" / "ks.cfg").write_text(KICKSTART)
     (source / "README.txt").write_text("A sample ISO source made by manage.py demo.\n")
@@ -83,12 +98,15 @@ class Command(BaseCommand):
         location.mkdir(parents=True, exist_ok=True)
         if make_sample_source(location):
             self.stdout.write(f"Made a sample ISO source in {location}")
+        sample = location / DEMO_SOURCE
+        sample_boots = sample_boot_file(sample) if (sample / "isolinux").is_dir() else True
         self.check()
         user, created = User.objects.get_or_create(username=DEMO_USER, defaults={"is_staff": True})
         if created:
             user.set_password(DEMO_PASSWORD)
             user.save()
             user.groups.add(Group.objects.get(name="admin"))
+        server = None if options["no_serve"] else listen(options["addrport"])
         url = f"http://{options['addrport']}"
         login = json.dumps({"u": DEMO_USER, "p": DEMO_PASSWORD})
         request = json.dumps(
@@ -102,14 +120,48 @@ class Command(BaseCommand):
             }
         )
         json_header = "-H 'Content-Type: application/json'"
-        self.stdout.write(
-            self.style.SUCCESS(f"\nPortal ready: {url}/  (log in as {DEMO_USER} / {DEMO_PASSWORD})")
-        )
+        # Only once the port is ours: "ready" must be true.
+        ready = "Portal ready" if server is not None else "Portal set up (not serving: --no-serve)"
+        self.stdout.write(self.style.SUCCESS(f"\n{ready}: {url}/  (log in as {DEMO_USER} / {DEMO_PASSWORD})"))
         self.stdout.write(
             f"Generate ISO: {url}/isos/generate/\nAdmin: {url}/admin/\nTry it with curl:\n"
             f"  curl -c jar {json_header} -d '{login}' {url}/api/5.0/user/login\n"
             f"  curl -b jar {json_header} -OJ -d '{request}' {url}/api/5.0/isos\n"
         )
-        if not options["no_serve"]:
-            # Static files come from whitenoise (settings), as in production: no --insecure.
-            call_command("runserver", options["addrport"], use_reloader=False)
+        if not sample_boots:
+            self.stdout.write(self.style.WARNING(NOT_BOOTABLE_HINT))
+        if server is not None:
+            serve(server)
+
+
+def listen(addrport: str) -> ThreadedWSGIServer:
+    """Django's development server bound to ``addrport`` (host:port, [v6]:port), not yet serving;
+    a busy port is a CommandError saying so, with another port to try."""
+    host, _, port_text = addrport.rpartition(":")
+    ipv6 = host.startswith("[") and host.endswith("]")
+    host = host.strip("[]") or "127.0.0.1"
+    if not port_text.isdigit() or not 0 < int(port_text) < 65536:
+        raise CommandError(f"--addrport {addrport}: expected host:port, e.g. 127.0.0.1:8000")
+    port = int(port_text)
+    try:
+        return ThreadedWSGIServer((host, port), WSGIRequestHandler, ipv6=ipv6)
+    except OSError as error:
+        if error.errno == errno.EADDRINUSE:
+            shown = f"[{host}]" if ipv6 else host
+            other = port + 1 if port < 65535 else 8001
+            raise CommandError(
+                f"Port {port} on {shown} is busy: another program (perhaps another demo) is "
+                f"listening there. Try: manage.py demo --addrport {shown}:{other}"
+            ) from None
+        raise CommandError(f"Cannot listen on {addrport}: {error.strerror}") from None
+
+
+def serve(server: ThreadedWSGIServer) -> None:
+    """Serve until Ctrl-C. Static files come from whitenoise (settings), as in production."""
+    server.set_app(get_internal_wsgi_application())
+    try:
+        server.serve_forever()
+    except KeyboardInterrupt:
+        pass
+    finally:
+        server.server_close()
