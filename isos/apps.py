@@ -8,6 +8,8 @@ from django.apps import AppConfig
 from django.core.signals import request_started
 from django.db.models.signals import post_migrate
 
+from osversions.signals import catalog_synced
+
 # Permissions nobody is given, the admin group included: the audit trail is read-only
 # (the admin refuses these actions whatever is granted) and OS version rows are never
 # added or deleted by hand (they mirror osversions.json).
@@ -46,6 +48,13 @@ def close_orphans_now_and_then(**kwargs: Any) -> None:
     close_orphaned_streams_if_due()
 
 
+def report_vendor_iso_problems(**kwargs: Any) -> list[str]:
+    """For ``manage.py sync_osversions``: vendor ISOs whose boot modes cannot all be kept."""
+    from isos.source_modes import vendor_iso_problems
+
+    return vendor_iso_problems()
+
+
 class IsosConfig(AppConfig):
     name = "isos"
     verbose_name = "ISO generation"
@@ -65,3 +74,4 @@ class IsosConfig(AppConfig):
         # Runs after auth has made this migration's permission rows (isos is the last app).
         post_migrate.connect(give_admin_group_everything, sender=self, dispatch_uid="isos-admin-group")
         request_started.connect(close_orphans_now_and_then, dispatch_uid="isos-close-orphans")
+        catalog_synced.connect(report_vendor_iso_problems, dispatch_uid="isos-vendor-iso-modes")

@@ -380,9 +380,11 @@ def read_vendor_boot_from(handle: BinaryIO) -> VendorBoot:
         dates = _modification_dates(handle)
         catalog = _read_catalog(handle)
         entries = [catalog[i : i + 32] for i in range(0, len(catalog) - 31, 32)]
-        if len(entries) < 2 or entries[0][0] != 1:  # the validation entry's header id
-            return VendorBoot((), hybrid=False, volume_bytes=volume_bytes, modification_dates=dates)
-        platforms = [entries[0][1]] if entries[1][0] == 0x88 else []
+        platforms: list[int] = []
+        if len(entries) < 2 or entries[0][0] != 1:  # no catalog (or no validation entry)
+            entries = []
+        elif entries[1][0] == 0x88:
+            platforms = [entries[0][1]]
         index = 2
         while index < len(entries) and entries[index][0] in (0x90, 0x91):
             header = entries[index]
@@ -394,7 +396,7 @@ def read_vendor_boot_from(handle: BinaryIO) -> VendorBoot:
                 break
         hybrid = False
         initial = None
-        if platforms and platforms[0] == 0x00 and entries[1][0] == 0x88:
+        if platforms and platforms[0] == 0x00 and entries[1][0] == 0x88:  # the initial entry
             # pycdlib's isohybrid needs the initial (BIOS) entry's image to be one.
             initial = int.from_bytes(entries[1][8:12], "little") * _SECTOR
             handle.seek(initial)

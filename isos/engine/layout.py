@@ -182,7 +182,8 @@ def _lay_out_vendor_iso(path: str, extra_files: Mapping[str, bytes]) -> Layout:
     iso = pycdlib.PyCdlib()
     with closed_on_error(iso):
         open_vendor_iso(iso, handle)  # iso owns the handle from here on
-        outside = detach_outside_images(iso, boot.volume_bytes)
+        data_end = boot.area.data_end if boot.area is not None else boot.volume_bytes
+        outside = detach_outside_images(iso, data_end)
         if outside and boot.area is None:
             raise SourceError(
                 "vendor ISO layout not supported: an El Torito image outside the ISO 9660 volume"
@@ -226,6 +227,10 @@ def _keep_system_area(
     moved = {f.origin_offset: f.offset for f in layout.files if f.origin_stamp is not None}
     repointed = re_point(area, new_volume, moved)
     delta = new_volume - area.volume_bytes
+    if layout.files and layout.files[-1].end > area.data_end + delta:
+        raise SourceError(
+            "vendor ISO layout not supported: its ISO 9660 data would run into its appended partitions"
+        )
     rba_at = boot_entry_rba_offsets(iso)
     for index, offset in outside:
         if not any(start <= offset < start + length for _, length, start in repointed.appended):

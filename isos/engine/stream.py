@@ -306,6 +306,49 @@ class IsoImage:
         finally:
             files.close()  # the directories (and vendor ISO) held open along the way
 
+    def read_at(self, offset: int, length: int) -> bytes:
+        """``length`` bytes of the image from ``offset`` (fewer at its end), patched, read
+        without streaming the rest: to read an image back (its system area, catalog and
+        boot images) as cheaply as the vendor ISO it was made from. Raises StreamError
+        as the stream would."""
+        if self._closed:
+            raise RuntimeError("the ISO image is closed")
+        end = min(offset + length, self.size)
+        out = bytearray(max(end - offset, 0))
+        files = _SourceFiles(self._source)
+        try:
+            for piece in self._plan:
+                low, high = max(piece.offset, offset), min(piece.end, end)
+                if low >= high:
+                    continue
+                if isinstance(piece, Metadata):
+                    out[low - offset : high - offset] = piece.data[low - piece.offset : high - piece.offset]
+                elif piece.memory is not None:
+                    data = piece.memory[
+                        low - piece.offset : min(high, piece.offset + piece.length) - piece.offset
+                    ]
+                    out[low - offset : low - offset + len(data)] = data
+                elif low < piece.offset + piece.length:
+                    descriptor, owned = _open_checked(piece, files, lambda: None)
+                    try:
+                        start = (
+                            (piece.origin_offset if piece.origin_stamp is not None else 0)
+                            + low
+                            - piece.offset
+                        )
+                        data = os.pread(descriptor, min(high, piece.offset + piece.length) - low, start)
+                    finally:
+                        if owned:
+                            os.close(descriptor)
+                    out[low - offset : low - offset + len(data)] = data
+        finally:
+            files.close()
+        for at, record in self._patches:
+            low, high = max(at, offset), min(at + len(record), end)
+            if low < high:
+                out[low - offset : high - offset] = record[low - at : high - at]
+        return bytes(out)
+
     def write_reference(self, fp: BinaryIO) -> None:
         """Write the same image with pycdlib's own ``write_fp()`` (seekable ``fp``).
 

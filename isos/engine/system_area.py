@@ -72,7 +72,11 @@ class VendorSystemArea:
     """What the vendor's system area holds, as far as the engine re-points it."""
 
     head: bytes  # the first 32 KiB
-    volume_bytes: int  # the ISO 9660 volume's size
+    volume_bytes: int  # the ISO 9660 volume's size, as its primary volume descriptor says
+    # Where the ISO 9660 data ends and what follows it (appended partitions) begins: the
+    # volume's end, but with -partition_offset the descriptor counts the whole image,
+    # and partition 1's end says it.
+    data_end: int
     file_bytes: int  # the vendor ISO file's size (volume, appended partitions, backup GPT)
     boot_image: int | None  # the BIOS El Torito image's offset
     grub2_mbr: bool
@@ -91,7 +95,7 @@ class VendorSystemArea:
 
     @property
     def appended(self) -> list[Partition]:
-        return [p for p in self.partitions if p.keep and p.start >= self.volume_bytes]
+        return [p for p in self.partitions if p.keep and p.start >= self.data_end]
 
     def bios_disk(self) -> bool:
         return self.grub2_mbr
@@ -193,21 +197,30 @@ def read_system_area(handle: BinaryIO, volume_bytes: int, boot_image: int | None
             raise unsupported(f"an Apple partition map of {block}-byte blocks")
         apm_blocks = [(at, block) for at in range(block, SYSTEM_AREA, block) if head[at : at + 2] == b"PM"]
         dropped.append("APM (Mac)")
+    data_end = volume_bytes
+    starts = {p.start for p in partitions if p.keep}
     for partition in partitions:
-        if partition.keep and not _placeable(partition, volume_bytes, file_bytes):
+        if partition.keep and partition.start <= SYSTEM_AREA and partition.end in starts:
+            data_end = min(data_end, partition.end)
+    for partition in partitions:
+        if partition.keep and not _placeable(partition, data_end, file_bytes):
             raise unsupported(
                 f"{partition.table} partition {partition.index + 1} ({partition.name}) starts at byte"
                 f" {partition.start}, neither the ISO's start, a file of it, nor past its end"
             )
-        if partition.keep and SYSTEM_AREA <= partition.start < volume_bytes and partition.end > volume_bytes:
+        if partition.keep and SYSTEM_AREA < partition.start < data_end < partition.end:
             raise unsupported(f"{partition.table} partition {partition.index + 1} straddles the ISO's end")
-    if any(p.start == SYSTEM_AREA and p.keep and p.end >= volume_bytes for p in partitions):
+    if any(p.start == SYSTEM_AREA and p.keep and p.end >= data_end for p in partitions):
         handle.seek(2 * SYSTEM_AREA)
         if handle.read(6)[1:6] == b"CD001":
-            raise unsupported("a partition offset with its own ISO 9660 superblock (-partition_offset 16)")
+            # -partition_offset 16 (Ubuntu): a second superblock and directory tree for
+            # partition 1 mounted alone. pycdlib lays out one tree; the medium is found
+            # (by GRUB, by the installer) on the whole disk, as on a CD.
+            dropped.append("partition 1's own ISO 9660 superblock (-partition_offset)")
     return VendorSystemArea(
         head=head,
         volume_bytes=volume_bytes,
+        data_end=data_end,
         file_bytes=file_bytes,
         boot_image=boot_image,
         grub2_mbr=grub2_mbr,
@@ -222,12 +235,12 @@ def read_system_area(handle: BinaryIO, volume_bytes: int, boot_image: int | None
     )
 
 
-def _placeable(partition: Partition, volume_bytes: int, file_bytes: int) -> bool:
+def _placeable(partition: Partition, data_end: int, file_bytes: int) -> bool:
     """Whether the engine can say where a partition goes: whole ISO, past the volume, or
     inside it (then it must be a file's extent: checked when re-pointing)."""
     if partition.start <= SYSTEM_AREA:
-        return partition.end >= volume_bytes  # the whole ISO (protective, or isohybrid-like)
-    if partition.start >= volume_bytes:
+        return partition.end >= data_end  # the whole ISO (protective, or isohybrid-like)
+    if partition.start >= data_end:
         return partition.end <= file_bytes
     return partition.start % BLOCK == 0
 
@@ -256,9 +269,9 @@ def re_point(area: VendorSystemArea, new_volume: int, moved: dict[int, int]) -> 
 
     def new_range(partition: Partition) -> tuple[int, int]:
         if partition.start <= SYSTEM_AREA:
-            end = partition.end + delta if partition.end >= area.volume_bytes else partition.end
+            end = partition.end + delta if partition.end >= area.data_end else partition.end
             return partition.start, end
-        if partition.start >= area.volume_bytes:
+        if partition.start >= area.data_end:
             return partition.start + delta, partition.end + delta
         if partition.start not in moved:
             raise unsupported(

@@ -9,8 +9,12 @@ and the ``xorriso`` flags one distribution family uses (docs/sources-and-booting
 - ``grub2-appended``: Fedora 37+ and RHEL 10 (lorax): ``--grub2-mbr``, BIOS GRUB in
   ``images/eltorito.img`` with ``--grub2-boot-info``, the EFI image appended as
   partition 2 (``-append_partition 2 0xef``) and El Torito's EFI entry pointing at it.
+- ``ubuntu-live-server``: Ubuntu 22.04/24.04 (livecd-rootfs): as ``grub2-appended``
+  but with ``-partition_offset 16``, the appended partition in a GPT
+  (``-appended_part_as_gpt``) and a protective MBR.
 - ``debian-netinst``: Debian 12 (debian-cd): isolinux with ``-isohybrid-mbr``,
   ``-e boot/grub/efi.img``, ``-isohybrid-gpt-basdat -isohybrid-apm-hfsplus``.
+- ``unknown-mbr``: boot code the engine does not know in the MBR (``-G``): refused.
 
 The boot loaders come from Debian's packages installed on the machine (grub-pc-bin's
 ``i386-pc``, grub-efi-amd64-bin's ``x86_64-efi``, isolinux); the kernel and initramfs
@@ -30,8 +34,17 @@ from typing import Final, Literal
 from tests.support.bootkit import GRUB_CFG, bootkit_tree, cache_root, locked
 from tests.support.tools import require_file, require_tool
 
-VendorLayout = Literal["grub-mkrescue", "grub2-appended", "debian-netinst"]
-LAYOUTS: Final[tuple[VendorLayout, ...]] = ("grub-mkrescue", "grub2-appended", "debian-netinst")
+VendorLayout = Literal[
+    "grub-mkrescue", "grub2-appended", "ubuntu-live-server", "debian-netinst", "unknown-mbr"
+]
+LAYOUTS: Final[tuple[VendorLayout, ...]] = (
+    "grub-mkrescue",
+    "grub2-appended",
+    "ubuntu-live-server",
+    "debian-netinst",
+)
+EFI_TYPE_GUID: Final = "28732ac11ff8d211ba4b00a0c93ec93b"  # xorriso's spelling of C12A7328-F81F-...
+BASIC_DATA_GUID: Final = "a2a0d0ebe5b9334487c068b6b72699c7"
 
 GRUB_PC: Final = Path("/usr/lib/grub/i386-pc")
 GRUB_EFI: Final = Path("/usr/lib/grub/x86_64-efi")
@@ -113,6 +126,46 @@ def _grub2_appended(kit: Path, work: Path, out: Path, extra: dict[str, bytes]) -
     _run([*command, str(tree)])
 
 
+def _ubuntu_live_server(kit: Path, work: Path, out: Path, extra: dict[str, bytes]) -> None:
+    tree = work / "tree"
+    _kit_files(kit, tree, extra)
+    (tree / "boot" / "grub" / "i386-pc").mkdir(parents=True, exist_ok=True)
+    shutil.copyfile(_bios_grub_eltorito(work), tree / "boot" / "grub" / "i386-pc" / "eltorito.img")
+    efiboot = work / "efi.img"
+    shutil.copyfile(kit / "images" / "efiboot.img", efiboot)
+    command = [
+        require_tool("xorriso"),
+        "-as",
+        "mkisofs",
+        "-o",
+        str(out),
+        "-r",
+        "-J",
+        "-V",
+        "Ubuntu-Server 24",
+    ]
+    command += ["--grub2-mbr", str(require_file(GRUB_PC / "boot_hybrid.img", "grub-pc-bin"))]
+    command += ["--protective-msdos-label", "-partition_cyl_align", "off", "-partition_offset", "16"]
+    command += ["--mbr-force-bootable", "-append_partition", "2", EFI_TYPE_GUID, str(efiboot)]
+    command += ["-appended_part_as_gpt", "-iso_mbr_part_type", BASIC_DATA_GUID]
+    command += ["-c", "/boot.catalog", "-b", "/boot/grub/i386-pc/eltorito.img", "-no-emul-boot"]
+    command += ["-boot-load-size", "4", "-boot-info-table", "--grub2-boot-info"]
+    command += ["-eltorito-alt-boot", "-e", "--interval:appended_partition_2:all::", "-no-emul-boot"]
+    _run([*command, str(tree)])
+
+
+def _unknown_mbr(kit: Path, work: Path, out: Path, extra: dict[str, bytes]) -> None:
+    tree = work / "tree"
+    _kit_files(kit, tree, extra)
+    system_area = bytearray(32768)
+    system_area[:32] = b"\xeb\x3c some other boot loader  "
+    system_area[510:512] = b"\x55\xaa"
+    (work / "system-area.bin").write_bytes(bytes(system_area))
+    command = [require_tool("xorriso"), "-as", "mkisofs", "-o", str(out), "-r", "-J", "-V", "OTHER"]
+    command += ["-G", str(work / "system-area.bin")]
+    _run([*command, str(tree)])
+
+
 def _debian_netinst(kit: Path, work: Path, out: Path, extra: dict[str, bytes]) -> None:
     tree = work / "tree"
     _kit_files(kit, tree, extra)
@@ -142,7 +195,9 @@ def _debian_netinst(kit: Path, work: Path, out: Path, extra: dict[str, bytes]) -
 _BUILDERS: Final = {
     "grub-mkrescue": _grub_mkrescue,
     "grub2-appended": _grub2_appended,
+    "ubuntu-live-server": _ubuntu_live_server,
     "debian-netinst": _debian_netinst,
+    "unknown-mbr": _unknown_mbr,
 }
 
 

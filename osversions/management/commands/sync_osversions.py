@@ -11,6 +11,7 @@ from typing import Any
 from django.core.management.base import BaseCommand, CommandError
 
 from osversions.catalog import CatalogError, sync_catalog
+from osversions.signals import catalog_synced
 
 
 class Command(BaseCommand):
@@ -38,3 +39,7 @@ class Command(BaseCommand):
             f"{len(report.unavailable)} marked unavailable"
         )
         self.stdout.write(f"{counts}, {len(report.skipped)} skipped" if report.skipped else counts)
+        # What other apps say of the sources (isos: boot modes a vendor ISO would lose).
+        for _, lines in catalog_synced.send(sender=self.__class__):
+            for line in lines or ():
+                self.stdout.write(f"warning: {line}")
