@@ -9,3 +9,6 @@ class PortalConfig(AppConfig):
 
     def ready(self) -> None:
         from portal import checks  # noqa: F401  (registers the checks)
+        from portal.login_log import connect
+
+        connect()

@@ -7,6 +7,7 @@ login page gets a polite page, also 429. The password is never part of either.
 
 from __future__ import annotations
 
+import logging
 import math
 from typing import Any
 
@@ -15,7 +16,9 @@ from django.http import HttpRequest, HttpResponse
 from django.shortcuts import render
 
 from portal.trafficops.alerts import plain_alert_response
+from portal.trafficops.log_text import log_text
 
+logger = logging.getLogger(__name__)
 LOCKED_OUT_TEXT = "too many failed login attempts; try again later"
 
 
@@ -26,6 +29,13 @@ def lockout_response(
 ) -> HttpResponse:
     """Axes' AXES_LOCKOUT_CALLABLE: an alert for the API, a page for people."""
     cool_off = get_cool_off(request)
+    username = str((credentials or {}).get("username") or "")
+    # axes itself logs at WARNING only, with the username blotted out: this line names it.
+    logger.warning(
+        "login locked out for user %s from %s (too many failed attempts)",
+        log_text(username),
+        request.META.get("REMOTE_ADDR") or "-",
+    )
     response: HttpResponse
     if request.path.startswith("/api/"):
         response = plain_alert_response(429, LOCKED_OUT_TEXT)
