@@ -1,79 +1,10 @@
 """gunicorn's settings for one ISO portal app server behind nginx (docs/operations.md,
 "The front door"): ``gunicorn -c /etc/iso-portal/gunicorn.conf.py portal.wsgi``.
 
-The address comes from ``ISO_PORTAL_BIND`` (deploy/systemd/iso-portal@.service sets it per
-instance); anything here may be overridden on the command line. Only the proxy is believed:
-a request from an address in ``forwarded_allow_ips`` (``FORWARDED_ALLOW_IPS``, loopback by
-default) has its client address taken from the ``X-Forwarded-For`` nginx wrote and its scheme
-from ``X-Forwarded-Proto``; from any other address those headers are dropped.
+The settings are the portal's own (portal/gunicorn_conf.py: gevent workers, the proxy's
+forwarded headers believed only from ``FORWARDED_ALLOW_IPS``, the open-file limit); the
+address comes from ``ISO_PORTAL_BIND`` (deploy/systemd/iso-portal@.service sets it per
+instance). Override any of them below, or on the command line.
 """
 
-from __future__ import annotations
-
-import contextlib
-import ipaddress
-import os
-from collections.abc import Callable, Iterable
-from typing import Any
-
-# Loopback (or a private address nginx reaches): never a public one.
-bind = [os.environ.get("ISO_PORTAL_BIND", "127.0.0.1:8001")]
-# A download holds a thread for as long as it streams: threads, not processes, wait on clients.
-worker_class = "gthread"
-workers = 2
-threads = 8
-# The worker's heartbeat (gthread beats from its main loop, whatever the threads are doing):
-# not a limit on a download's length.
-timeout = 60
-# A restart or reload lets running downloads finish for this long before they are cut.
-graceful_timeout = 300
-proc_name = "iso-portal"
-# nginx keeps the access log; the portal logs each ISO attempt itself (isos.requests).
-accesslog = None
-errorlog = "-"
-
-# The proxy's addresses, and the one header it sets for HTTPS (it clears the others).
-forwarded_allow_ips = os.environ.get("FORWARDED_ALLOW_IPS", "127.0.0.1,::1")
-secure_scheme_headers = {"X-FORWARDED-PROTO": "https"}
-
-WSGIApp = Callable[[dict[str, Any], Callable[..., Any]], Iterable[bytes]]
-
-
-def from_proxy(peer: str, proxies: Iterable[str]) -> bool:
-    """Whether ``peer`` is one of ``proxies`` (addresses or networks, ``*`` for any); a UNIX
-    socket's peer has no address and counts as the proxy, as gunicorn counts it."""
-    proxies = list(proxies)
-    if "*" in proxies or not peer:
-        return True
-    try:
-        address = ipaddress.ip_address(peer)
-    except ValueError:
-        return False
-    return any(address in ipaddress.ip_network(proxy, strict=False) for proxy in proxies)
-
-
-def client_address_from_proxy(app: WSGIApp, proxies: Iterable[str]) -> WSGIApp:
-    """``app`` seeing the client's address in ``REMOTE_ADDR`` behind the proxy (login
-    throttling, the audit and the request log use it), and no forwarded header from anyone else."""
-    proxies = list(proxies)
-
-    def wrapped(environ: dict[str, Any], start_response: Callable[..., Any]) -> Iterable[bytes]:
-        if from_proxy(environ.get("REMOTE_ADDR", ""), proxies):
-            # nginx overwrites the header with the one address it saw: the last entry.
-            forwarded = environ.get("HTTP_X_FORWARDED_FOR", "").rsplit(",", 1)[-1].strip()
-            # No (or no usable) header: the peer's own address stays.
-            with contextlib.suppress(ValueError):
-                environ["REMOTE_ADDR"] = str(ipaddress.ip_address(forwarded))
-        else:
-            for key in [key for key in environ if key.startswith("HTTP_X_FORWARDED_")]:
-                del environ[key]
-            environ.pop("HTTP_FORWARDED", None)
-            environ.pop("HTTP_X_REAL_IP", None)
-        return app(environ, start_response)
-
-    return wrapped
-
-
-def post_worker_init(worker: Any) -> None:
-    """gunicorn's hook, once the worker has loaded the portal: wrap it as above."""
-    worker.wsgi = client_address_from_proxy(worker.wsgi, worker.cfg.forwarded_allow_ips)
+from portal.gunicorn_conf import *  # noqa: F403

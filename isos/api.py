@@ -40,6 +40,7 @@ from isos.models import PERMISSION_LABELS, READ_ISO, IsoBuild
 from isos.openapi import ISO_SCHEMA
 from isos.renderers import BINARY_RENDERERS, IsoFormBrowsableAPIRenderer
 from isos.serializers import IsoRequestSerializer
+from isos.stream_limits import StreamRefused
 from osversions.catalog import CatalogError, usable_catalog
 from portal.trafficops.alerts import INTERNAL_ERROR_TEXT, alert_response, alerts_body
 from portal.trafficops.json_body import json_object
@@ -118,6 +119,10 @@ class GenerateIsoView(APIView):
                     alert = ReturnDict(alerts_body(serializer.alert_text), serializer=serializer)
                     return Response(alert, status=status.HTTP_400_BAD_REQUEST)
                 return iso_download_response(attempt, serializer.iso_request())
+        except StreamRefused as refusal:
+            response = alert_response(refusal.status, refusal.message)
+            response["Retry-After"] = str(refusal.retry_after)
+            return response
         except GenerationFailed:
             # The reason is in the log and the audit record, never in the response.
             return alert_response(status.HTTP_500_INTERNAL_SERVER_ERROR, INTERNAL_ERROR_TEXT)

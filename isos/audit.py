@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from typing import Any
 
 from django.utils import timezone
@@ -102,6 +102,11 @@ class AuditedStream:
         self._bytes_sent = 0
         self._closed = False
         self._save_progress = ProgressRecorder(build.pk)
+        self._when_closed: list[Callable[[], None]] = []
+
+    def when_closed(self, callback: Callable[[], None]) -> None:
+        """Call ``callback`` once, when the server closes the stream (e.g. to free its slot)."""
+        self._when_closed.append(callback)
 
     @property
     def size(self) -> int:
@@ -128,11 +133,19 @@ class AuditedStream:
 
     def close(self) -> None:
         """Called by the WSGI server when it is done with the response, finished or not."""
-        if not self._closed:
-            self._finish(IsoBuild.Outcome.CLIENT_WENT_AWAY, f"closed after {self._bytes_sent} bytes")
-        close = getattr(self._chunks, "close", None)
-        if close is not None:
-            close()
+        try:
+            if not self._closed:
+                self._finish(IsoBuild.Outcome.CLIENT_WENT_AWAY, f"closed after {self._bytes_sent} bytes")
+        finally:
+            # The files and the slot are freed even if the record could not be closed.
+            try:
+                close = getattr(self._chunks, "close", None)
+                if close is not None:
+                    close()
+            finally:
+                callbacks, self._when_closed = self._when_closed, []
+                for callback in callbacks:
+                    callback()
 
     def _finish(self, outcome: IsoBuild.Outcome, detail: str) -> None:
         if self._closed:

@@ -41,6 +41,8 @@ RULES: dict[str, tuple[Callable[[Any], bool], str]] = {
     "ISO_STREAM_CHUNK_KB": (lambda value: _is_count(value, 4), "a whole number of KB, at least 4"),
     "ISO_HOOK_TIMEOUT": (_is_seconds, "a number of seconds above 0"),
     "ISO_SEND_TIMEOUT": (lambda value: _is_count(value, 1), "a whole number of seconds, at least 1"),
+    "ISO_MAX_STREAMS_PER_USER": (lambda value: _is_count(value, 0), "a whole number, at least 0 (no limit)"),
+    "ISO_MAX_STREAMS": (lambda value: _is_count(value, 1), "a whole number, at least 1"),
 }
 
 

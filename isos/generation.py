@@ -25,12 +25,20 @@ from django.views.decorators.debug import sensitive_variables
 
 from isos.attempt import Attempt
 from isos.audit import AuditedStream, record_attempt
+from isos.connections import close_while_streaming
 from isos.engine import IsoStream, SourceError, describe_boot
 from isos.engine.hook import BUILT_BY_HOOK, HookError, find_generate_hook, run_generate_hook
 from isos.engine.layout_cache import layout_cache
 from isos.kickstart import IsoRequest, nameservers_from_resolv_conf, render_ks_scripts
 from isos.models import PERMISSION_LABELS, IsoBuild
 from isos.serializers import IsoRequestSerializer
+from isos.stream_limits import (
+    OUT_OF_DESCRIPTORS,
+    StreamRefused,
+    out_of_descriptors,
+    take_stream_slot,
+    worker_streams,
+)
 from osversions.catalog import (
     CatalogError,
     kickstart_files_location,
@@ -120,7 +128,7 @@ def failures_audited(attempt: Attempt) -> Iterator[None]:
     """
     try:
         yield
-    except GenerationFailed:
+    except (GenerationFailed, StreamRefused):
         raise
     except Exception as error:
         raise unexpected_failure(attempt, error) from error
@@ -208,28 +216,56 @@ def open_iso_stream(attempt: Attempt, iso_request: IsoRequest) -> AuditedStream:
                 fqdn=iso_request.fqdn,
                 osversion_dir=iso_request.osversion_dir,
             )
-    except (CatalogError, SourceError, HookError) as error:
-        raise record_failure(attempt, str(error)) from error
     except Exception as error:
+        if ran_out_of_descriptors(error):
+            raise out_of_descriptors(attempt) from error
+        if isinstance(error, CatalogError | SourceError | HookError):
+            raise record_failure(attempt, str(error)) from error
         # E.g. a bad ROOT_PASSWORD_HASH, or a bug in rendering ks_scripts: these steps
         # hold the root password, so it is kept out of the reason.
         raise unexpected_failure(attempt, error, secret=iso_request.root_pass) from error
 
     build = record_attempt(attempt, IsoBuild.Outcome.STREAMING, iso_size=image.size)
+    close_while_streaming()
     return AuditedStream(image, build, started=attempt.started)
 
 
+def ran_out_of_descriptors(error: BaseException | None) -> bool:
+    """Whether ``error``, or an error it was raised from, is EMFILE or ENFILE."""
+    while error is not None:
+        if isinstance(error, OSError) and error.errno in OUT_OF_DESCRIPTORS:
+            return True
+        error = error.__cause__ or error.__context__
+    return False
+
+
 def limit_send_time(connection: socket.socket, seconds: int) -> None:
-    """A send to ``connection`` that makes no progress for ``seconds`` fails (SO_SNDTIMEO), so a
-    client that stops reading is cut and audited ``client_went_away`` (docs/operations.md)."""
-    connection.setsockopt(socket.SOL_SOCKET, socket.SO_SNDTIMEO, struct.pack("ll", seconds, 0))
+    """A send to ``connection`` that cannot hand over a chunk for ``seconds`` fails, so a
+    client that stops reading is cut and audited ``client_went_away`` (docs/operations.md).
+
+    A gevent worker's socket is non-blocking underneath: its own timeout does it. A
+    threaded worker's blocks: the kernel's SO_SNDTIMEO does.
+    """
+    if type(connection).__module__.startswith("gevent"):
+        connection.settimeout(seconds)
+    else:
+        connection.setsockopt(socket.SOL_SOCKET, socket.SO_SNDTIMEO, struct.pack("ll", seconds, 0))
 
 
 @sensitive_variables("iso_request")
 def iso_download_response(attempt: Attempt, iso_request: IsoRequest) -> StreamingHttpResponse:
-    """The ISO's stream as the download (API and page); raises GenerationFailed as
+    """The ISO's stream as the download (API and page); raises StreamRefused (429/503, audited)
+    when the user or this worker streams as many as allowed, and GenerationFailed as
     :func:`open_iso_stream` does."""
-    stream = open_iso_stream(attempt, iso_request)
+    take_stream_slot(attempt)
+    # Laying the source out may wait for another request's layout: without a connection.
+    close_while_streaming()
+    try:
+        stream = open_iso_stream(attempt, iso_request)
+    except BaseException:
+        worker_streams.give_back()
+        raise
+    stream.when_closed(worker_streams.give_back)
     if attempt.client_socket is not None:
         limit_send_time(attempt.client_socket, settings.ISO_SEND_TIMEOUT)
     response = StreamingHttpResponse(stream, content_type="application/download")

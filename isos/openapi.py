@@ -80,7 +80,15 @@ ISO_SCHEMA: dict[str, Any] = {
         ),
         (401, "application/json"): UNAUTHORIZED,
         (403, "application/json"): forbidden("ISO:GENERATE", "ISO:READ"),
+        (429, "application/json"): alerts(
+            "This user streams ISO_MAX_STREAMS_PER_USER downloads already; Retry-After: when to try again.",
+            "too many ISO downloads at once: at most 8 per user; try again when one of yours has finished",
+        ),
         (500, "application/json"): INTERNAL_ERROR,
+        (503, "application/json"): alerts(
+            "This server streams as many downloads as it may; Retry-After: when to try again.",
+            "the server is sending as many ISOs as it can (1000 at once); try again shortly",
+        ),
     },
     "parameters": [
         *schema_common()["parameters"],
@@ -97,6 +105,13 @@ ISO_SCHEMA: dict[str, Any] = {
             OpenApiParameter.HEADER,
             response=[200],
             description="The ISO's exact size, sent before its first byte.",
+        ),
+        OpenApiParameter(
+            "Retry-After",
+            OpenApiTypes.INT,
+            OpenApiParameter.HEADER,
+            response=[429, 503],
+            description="Seconds to wait before trying again.",
         ),
     ],
 }

@@ -24,6 +24,7 @@ from datetime import datetime, timedelta
 from django.db import DatabaseError
 from django.utils import timezone
 
+from isos.connections import close_while_streaming
 from isos.models import IsoBuild
 from isos.process_owner import ProcessOwner, owner_is_gone
 
@@ -118,3 +119,4 @@ class ProgressRecorder:
         except DatabaseError as error:
             # The download goes on; the record is closed at its end all the same.
             logger.warning("ISO build %s: could not save progress: %s", self._pk, error)
+        close_while_streaming()

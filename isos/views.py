@@ -46,6 +46,7 @@ from isos.history import (
 )
 from isos.models import IsoBuild
 from isos.orphans import close_orphaned_streams
+from isos.stream_limits import StreamRefused
 from osversions.catalog import CatalogError, usable_catalog
 from portal.trafficops.log_text import log_text
 
@@ -113,6 +114,11 @@ def submit_generate_form(request: HttpRequest) -> HttpResponseBase:
                 if DOWNLOAD_TOKEN.fullmatch(token) and attempt.record is not None:
                     set_download_cookie(download, token, attempt.record, iso_filename(iso_request))
                 return download
+    except StreamRefused as refusal:
+        sentence = refusal.message[:1].upper() + refusal.message[1:] + "."
+        response = render_form(request, form, refusal.status, sentence)
+        response["Retry-After"] = str(refusal.retry_after)
+        return response
     except GenerationFailed:
         return render_form(request, form, 500, FAILURE_TEXT)
     return render_form(request, form, 400)

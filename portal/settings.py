@@ -138,6 +138,15 @@ AUTHENTICATION_BACKENDS = [
     "django.contrib.auth.backends.ModelBackend",
     "guardian.backends.ObjectPermissionBackend",
 ]
+# Django's PBKDF2 first, hashed off a gevent worker's event loop (portal.hashers); the rest
+# are Django's own, for hashes made elsewhere.
+PASSWORD_HASHERS = [
+    "portal.hashers.PBKDF2OffTheLoopHasher",
+    "django.contrib.auth.hashers.PBKDF2SHA1PasswordHasher",
+    "django.contrib.auth.hashers.Argon2PasswordHasher",
+    "django.contrib.auth.hashers.BCryptSHA256PasswordHasher",
+    "django.contrib.auth.hashers.ScryptPasswordHasher",
+]
 # django-guardian's anonymous user is not used: anonymous requests get 401.
 ANONYMOUS_USER_NAME = None
 GUARDIAN_RAISE_403 = False
@@ -292,6 +301,10 @@ ISO_STREAM_CHUNK_KB = env_int("ISO_STREAM_CHUNK_KB", 512, minimum=4)
 ISO_HOOK_TIMEOUT = env_float("ISO_HOOK_TIMEOUT", 600, minimum=0.1)
 # Seconds a download may wait on a client that reads nothing before it is cut (isos.generation).
 ISO_SEND_TIMEOUT = env_int("ISO_SEND_TIMEOUT", 300, minimum=1)
+# Downloads streaming at once: per user on all servers (0: no limit; 429 beyond), and per
+# worker (503 beyond; never more than the worker's file descriptors hold). isos.stream_limits.
+ISO_MAX_STREAMS_PER_USER = env_int("ISO_MAX_STREAMS_PER_USER", 8, minimum=0)
+ISO_MAX_STREAMS = env_int("ISO_MAX_STREAMS", 1000, minimum=1)
 
 LOG_LEVELS = {"debug", "info", "warning", "error", "critical"}
 LOGGING = {

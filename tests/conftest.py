@@ -125,7 +125,7 @@ def operations_client(client_for: Callable[..., Client], kickstart_location: Pat
 
 @pytest.fixture
 def portal_server(transactional_db: Any, kickstart_location: Path, tmp_path: Path) -> Iterator[str]:
-    """The portal under gunicorn on loopback (2 workers, 4 threads), on the test database."""
+    """The portal under gunicorn on loopback (2 gevent workers, as in production), on the test database."""
     with serve_portal(kickstart_location, tmp_path / "gunicorn.log") as server:
         yield server.url
 

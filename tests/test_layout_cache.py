@@ -3,14 +3,18 @@
 from __future__ import annotations
 
 import os
+import threading
 import time
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 from isos.engine import SourceError, StreamError, build_iso, make_layout_template
 from isos.engine.layout_cache import LayoutCache, source_fingerprint
 from isos.engine.layout_process import make_layout_template_in_child
+from isos.engine.template import LayoutTemplate
 from tests.support.layouts import assert_same_layout_shape
 from tests.support.sources import make_source_tree
 
@@ -84,6 +88,25 @@ def test_every_request_gets_its_own_files(tmp_path: Path) -> None:
     second = cached_bytes(cache, source, {**EXTRAS, "ks_scripts/network.cfg": b'HOSTNAME="bravo.long"'})
     assert b'HOSTNAME="alpha"' in first and b"bravo" not in first
     assert b'HOSTNAME="bravo.long"' in second and b"alpha" not in second
+
+
+def test_requests_that_miss_at_once_share_one_layout(tmp_path: Path) -> None:
+    """Many requests missing together (a gevent worker takes them all at once) start one
+    layout, not one child process each; all get the same bytes."""
+    source = settled(make_source_tree(tmp_path / "src"))
+    layouts = []
+
+    def slow_layout(*args: Any, **kwargs: Any) -> LayoutTemplate:
+        layouts.append(threading.current_thread().name)
+        time.sleep(0.2)  # long enough for every other request to arrive and miss
+        return make_layout_template(*args, **kwargs)
+
+    cache = LayoutCache(make_template=slow_layout)
+    with ThreadPoolExecutor(max_workers=8) as pool:
+        images = list(pool.map(lambda _: cached_bytes(cache, source, EXTRAS), range(8)))
+    assert len(layouts) == 1
+    assert (cache.misses, cache.hits) == (1, 7)
+    assert all(image == images[0] for image in images)
 
 
 def test_templates_serve_interleaved_streams(tmp_path: Path) -> None:

@@ -95,7 +95,7 @@ def test_the_readme_python_client_snippet_saves_the_iso(
     make_user("op", "operations")
     work = tmp_path / "client"
     work.mkdir()
-    with serve_portal(location, tmp_path / "gunicorn.log", workers=1, threads=2) as server:
+    with serve_portal(location, tmp_path / "gunicorn.log", workers=1) as server:
         address = urlsplit(server.url)
         code = replace_once(snippet, 'TOSession("127.0.0.1"', f'TOSession("{address.hostname}"')
         code = replace_once(code, "host_port=8000", f"host_port={address.port}")

@@ -1,9 +1,10 @@
-"""A download nobody reads frees its thread after ``ISO_SEND_TIMEOUT``, without any proxy.
+"""A download nobody reads is cut after ``ISO_SEND_TIMEOUT``, without any proxy.
 
-Clients that send ``POST isos`` and never read used to hold a gunicorn thread each for as
-long as the kernel kept the connection (many minutes). The portal now sets a send timeout on
-the client's socket before streaming (isos.generation): a write that makes no progress for
-that long fails, gunicorn closes the response, and the audit says ``client_went_away``.
+Clients that send ``POST isos`` and never read would hold their stream (its slot, its source
+file) for as long as the kernel kept the connection (many minutes). The portal sets a send
+timeout on the client's socket before streaming (isos.generation): a chunk that cannot be
+handed over for that long fails, gunicorn closes the response, and the audit says
+``client_went_away``.
 """
 
 from __future__ import annotations
@@ -30,14 +31,14 @@ SEND_TIMEOUT = 2
 BIG_SIZE = 64 << 20
 
 
-def test_downloads_nobody_reads_are_cut_after_iso_send_timeout_and_free_their_threads(
+def test_downloads_nobody_reads_are_cut_after_iso_send_timeout_and_free_their_slots(
     operator: User, kickstart_location: Path, tmp_path: Path
 ) -> None:
     with (kickstart_location / "centos72" / "images" / "big.img").open("wb") as sparse:
         sparse.truncate(BIG_SIZE)
-    env = {"ISO_SEND_TIMEOUT": str(SEND_TIMEOUT)}
-    # Two threads, two clients that never read: every thread the server has.
-    with serve_portal(kickstart_location, tmp_path / "gunicorn.log", workers=1, threads=2, env=env) as server:
+    # Two clients that never read: every stream the worker may have.
+    env = {"ISO_SEND_TIMEOUT": str(SEND_TIMEOUT), "ISO_MAX_STREAMS": "2"}
+    with serve_portal(kickstart_location, tmp_path / "gunicorn.log", workers=1, env=env) as server:
         cookie = logged_in_session(server.url, operator.username).cookies["mojolicious"]
         body = json.dumps(static_request()).encode()
         request = (
@@ -65,9 +66,13 @@ def test_downloads_nobody_reads_are_cut_after_iso_send_timeout_and_free_their_th
                 held = (build.finished_at - build.started_at).total_seconds()
                 assert SEND_TIMEOUT <= held < SEND_TIMEOUT + 8, held
             assert waited < SEND_TIMEOUT + 8, waited
-            # Both threads are free again (the clients are still connected, reading nothing):
-            # the next request is answered.
+            # Both slots are free again (the clients are still connected, reading nothing):
+            # the next download streams.
             assert requests.get(f"{server.url}/healthz", timeout=10).status_code == 200
+            session = logged_in_session(server.url, operator.username)
+            again = session.post(f"{server.url}/api/5.0/isos", json=static_request(), timeout=30)
+            assert again.status_code == 200, again.text
+            assert len(again.content) == int(again.headers["Content-Length"])
         finally:
             for client in silent:
                 client.close()

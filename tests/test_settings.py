@@ -145,6 +145,8 @@ def test_check_secret_key_is_quiet_with_a_key() -> None:
         ("ISO_STREAM_CHUNK_KB", 1),
         ("ISO_STREAM_CHUNK_KB", True),
         ("ISO_HOOK_TIMEOUT", 0),
+        ("ISO_MAX_STREAMS_PER_USER", -1),
+        ("ISO_MAX_STREAMS", 0),
         ("ISO_NAMESERVERS", "192.0.2.53"),
     ],
 )

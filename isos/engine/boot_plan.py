@@ -16,7 +16,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import BinaryIO, Final, Literal
 
-from isos.engine.source_files import FILE_FLAGS, SEARCH_FLAGS, open_real_path
+from isos.engine.source_files import FILE_FLAGS, SEARCH_FLAGS, open_real_path, close_now
 from isos.engine.system_area import (
     BIOS_CD,
     BIOS_DISK,
@@ -118,7 +118,7 @@ def read_settings(source_dir: str) -> dict[str, str | None]:
             raise BootSettingsError(f"{SETTINGS_FILE} is not a regular file") from exc
         raise BootSettingsError(f"cannot read {SETTINGS_FILE} ({exc.strerror})") from exc
     finally:
-        os.close(root)
+        close_now(root)
     with os.fdopen(descriptor, "rb") as handle:
         info = os.fstat(descriptor)
         if not stat.S_ISREG(info.st_mode):
@@ -259,7 +259,7 @@ def disk_probe(source_dir: str) -> Probe:
                 info = os.stat(part, dir_fd=descriptor, follow_symlinks=False)
                 if stat.S_ISDIR(info.st_mode):
                     below = os.open(part, SEARCH_FLAGS, dir_fd=descriptor)
-                    os.close(descriptor)
+                    close_now(descriptor)
                     descriptor = below
                     continue
                 if not stat.S_ISREG(info.st_mode) or index != len(parts) - 1:
@@ -271,11 +271,11 @@ def disk_probe(source_dir: str) -> Probe:
                         return None
                     return Found("file", opened.st_size, os.pread(file, HEAD_BYTES, 0))
                 finally:
-                    os.close(file)
+                    close_now(file)
         except OSError:
             return None
         finally:
-            os.close(descriptor)
+            close_now(descriptor)
         return Found("dir")
 
     return probe

@@ -79,6 +79,10 @@ def source_fingerprint(source_dir: str) -> str | None:
     return hashlib.blake2b(text, digest_size=16).hexdigest()
 
 
+# A cache key: the source's real path, the extra files' names, the volume id.
+_Key = tuple[str, tuple[str, ...], str]
+
+
 @dataclass(frozen=True)
 class _Cached:
     fingerprint: str
@@ -99,7 +103,8 @@ class LayoutCache:
         self.max_entries = max_entries
         self.max_bytes = max_bytes
         self.chunk_size = chunk_size
-        self._entries: OrderedDict[tuple[str, tuple[str, ...], str], _Cached] = OrderedDict()
+        self._entries: OrderedDict[_Key, _Cached] = OrderedDict()
+        self._layout_locks: dict[_Key, threading.Lock] = {}
         self._lock = threading.Lock()
         self.hits = 0
         self.misses = 0
@@ -146,29 +151,44 @@ class LayoutCache:
         if fingerprint is None:  # unreadable (build_iso says why) or still settling
             return build_iso(source_dir, extra_files, volume_id=volume_id, chunk_size=chunk_size)
         key = (source, tuple(sorted(extra_files)), volume_id)
+        kept = self._cached(key, fingerprint)
+        if kept is None:
+            # One layout per source at a time: a hundred requests that miss at once (a gevent
+            # worker takes them all) wait for the first one's, instead of starting a hundred
+            # child processes. Other sources stay served meanwhile.
+            with self._layout_lock(key):
+                kept = self._cached(key, fingerprint)
+                if kept is None:
+                    # In a child process: the worker's memory never holds pycdlib's objects.
+                    kept = self.make_template(source, list(extra_files), volume_id=volume_id)
+                    self._keep(key, fingerprint, kept)
+        return kept.instantiate(
+            extra_files, chunk_size=chunk_size, on_stale=lambda: self._forget(key, fingerprint)
+        )
+
+    def _cached(self, key: _Key, fingerprint: str) -> LayoutTemplate | None:
+        """The template kept for ``key`` if it was laid out from this ``fingerprint`` (a hit)."""
         with self._lock:
             cached = self._entries.get(key)
-            if cached is not None and cached.fingerprint == fingerprint:
-                self._entries.move_to_end(key)
-                self.hits += 1
-                return cached.template.instantiate(
-                    extra_files, chunk_size=chunk_size, on_stale=lambda: self._forget(key, fingerprint)
-                )
-        # Laid out outside the lock, in a child process (the worker's memory never holds
-        # pycdlib's objects): other sources stay served meanwhile. Two requests missing
-        # at once both lay out; the later simply replaces the earlier.
-        template = self.make_template(source, list(extra_files), volume_id=volume_id)
+            if cached is None or cached.fingerprint != fingerprint:
+                return None
+            self._entries.move_to_end(key)
+            self.hits += 1
+            return cached.template
+
+    def _layout_lock(self, key: _Key) -> threading.Lock:
+        with self._lock:
+            return self._layout_locks.setdefault(key, threading.Lock())
+
+    def _keep(self, key: _Key, fingerprint: str, template: LayoutTemplate) -> None:
         with self._lock:
             self.misses += 1
             if template.footprint <= self.max_bytes:  # one too big for the bound is not kept
                 self._entries[key] = _Cached(fingerprint, template)
                 self._entries.move_to_end(key)
                 self._evict()
-        return template.instantiate(
-            extra_files, chunk_size=chunk_size, on_stale=lambda: self._forget(key, fingerprint)
-        )
 
-    def _forget(self, key: tuple[str, tuple[str, ...], str], fingerprint: str) -> None:
+    def _forget(self, key: _Key, fingerprint: str) -> None:
         """Drop a template a stream found stale (unless already replaced by a newer one)."""
         with self._lock:
             cached = self._entries.get(key)

@@ -21,6 +21,7 @@ from isos.engine.source_files import (
     DIRECTORY_FLAGS,
     NotAsLaidOut,
     SourceRoot,
+    close_now,
     identity,
     is_symlink_error,
     open_checked,
@@ -53,7 +54,7 @@ def scan_source(root: str) -> Entry:
         )
         stack.append((root_fd, iter(_read_directory(top, root_fd))))
     except BaseException:
-        os.close(root_fd)
+        close_now(root_fd)
         raise
     try:
         # Depth first, one descriptor per directory on the current path only.
@@ -62,17 +63,17 @@ def scan_source(root: str) -> Entry:
             directory = next(subdirectories, None)
             if directory is None:
                 stack.pop()
-                os.close(parent_fd)
+                close_now(parent_fd)
                 continue
             descriptor = _open_subdirectory(parent_fd, directory)
             try:
                 stack.append((descriptor, iter(_read_directory(directory, descriptor))))
             except BaseException:
-                os.close(descriptor)
+                close_now(descriptor)
                 raise
     finally:
         for descriptor, _ in stack:
-            os.close(descriptor)
+            close_now(descriptor)
     return top
 
 
@@ -86,7 +87,7 @@ def _open_subdirectory(parent_fd: int, directory: Entry) -> int:
             raise SourceError(f"{shown} changed while the source was scanned") from exc
         raise SourceError(f"cannot list directory {shown} ({exc.strerror})") from exc
     if identity(os.fstat(descriptor)) != directory.identity:
-        os.close(descriptor)
+        close_now(descriptor)
         raise SourceError(f"{shown} changed while the source was scanned")
     return descriptor
 
@@ -205,6 +206,6 @@ def tree_probe(top: Entry) -> Probe:
         except OSError as exc:
             raise SourceError(f"cannot read {printable(rel)} ({exc.strerror})") from exc
         finally:
-            os.close(descriptor)
+            close_now(descriptor)
 
     return probe

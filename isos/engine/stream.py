@@ -29,6 +29,7 @@ from isos.engine.source_files import (
     SourceRoot,
     SourceWalker,
     check_file,
+    close_now,
     is_symlink_error,
     open_real_path,
 )
@@ -125,7 +126,7 @@ class _SourceFiles:
     def close(self) -> None:
         vendor, self._vendor = self._vendor, {}
         for descriptor in vendor.values():
-            os.close(descriptor)
+            close_now(descriptor)
         if self.walker is not None:
             self.walker.close()
 
@@ -167,7 +168,7 @@ def _open_checked(piece: FileData, files: _SourceFiles, on_stale: Callable[[], N
             if (info.st_dev, info.st_ino) != piece.identity or not stat.S_ISREG(info.st_mode):
                 check_file(info, piece.identity)  # raises NotAsLaidOut, saying which
         except BaseException:
-            os.close(descriptor)
+            close_now(descriptor)
             raise
     except NotAsLaidOut as exc:
         on_stale()
@@ -188,7 +189,7 @@ def _open_checked(piece: FileData, files: _SourceFiles, on_stale: Callable[[], N
     if info.st_size != length or (piece.mode and info.st_mode != piece.mode):
         on_stale()
     if info.st_size != length:
-        os.close(descriptor)
+        close_now(descriptor)
         change = "shrank" if info.st_size < length else "grew"
         raise StreamError(f"{printable(rel)} {change} after layout ({info.st_size} bytes, laid out {length})")
     return descriptor, True
@@ -229,7 +230,7 @@ def _emit_disk_file(
         raise StreamError(f"cannot read {printable(rel)} while streaming ({exc.strerror})") from exc
     finally:
         if owned:
-            os.close(descriptor)
+            close_now(descriptor)
 
 
 class IsoImage:
@@ -339,7 +340,7 @@ class IsoImage:
                         data = os.pread(descriptor, min(high, piece.offset + piece.length) - low, start)
                     finally:
                         if owned:
-                            os.close(descriptor)
+                            close_now(descriptor)
                     out[low - offset : low - offset + len(data)] = data
         finally:
             files.close()

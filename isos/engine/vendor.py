@@ -25,7 +25,7 @@ from isos.engine.errors import SourceError
 from isos.engine.names import iso_dir_identifier, iso_file_identifier, iso_key, joliet_identifier, printable
 from isos.engine.pycdlib_internals import has_hybrid_mbr, list_directory, open_owned_fp
 from isos.engine.scan import CREATED_DIR_MODE, EXTRA_FILE_MODE
-from isos.engine.source_files import FILE_FLAGS, NotAsLaidOut, is_symlink_error, open_real_path
+from isos.engine.source_files import FILE_FLAGS, NotAsLaidOut, close_now, is_symlink_error, open_real_path
 from isos.engine.tree import Entry
 
 
@@ -61,7 +61,7 @@ def open_vendor_file(path: str) -> BinaryIO:
         if not stat.S_ISREG(os.fstat(descriptor).st_mode):
             raise NotAsLaidOut(errno.EINVAL, "not a regular file")
     except BaseException:
-        os.close(descriptor)
+        close_now(descriptor)
         raise
     return os.fdopen(descriptor, "rb")
 

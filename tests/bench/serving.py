@@ -29,7 +29,16 @@ CREATE_USER = (
 )
 
 
-def start_portal(workdir: Path, kickstart: Path, threads: int) -> Gunicorn:
+def start_portal(
+    workdir: Path,
+    kickstart: Path,
+    *,
+    workers: int = 1,
+    threads: int | None = None,
+    extra_env: dict[str, str] | None = None,
+) -> Gunicorn:
+    """The portal on its own database, in the production model (gevent), or with ``threads``
+    in the model it replaced (gthread: one download per thread), as a reference."""
     env = {
         "DJANGO_SETTINGS_MODULE": "portal.settings",
         "DATABASE_URL": f"sqlite:///{workdir / 'bench.sqlite3'}",
@@ -41,16 +50,28 @@ def start_portal(workdir: Path, kickstart: Path, threads: int) -> Gunicorn:
         # As docs/operations.md advises for threaded workers: two malloc arenas, not one per
         # thread, so freed stream buffers are reused instead of piling up.
         "MALLOC_ARENA_MAX": "2",
+        **(extra_env or {}),
     }
     full_env = {**os.environ, **env}
     manage = [sys.executable, str(Path(settings.BASE_DIR) / "manage.py")]
-    subprocess.run([*manage, "migrate", "-v0"], env=full_env, check=True)
-    subprocess.run([sys.executable, "-c", CREATE_USER], env=full_env, check=True, cwd=settings.BASE_DIR)
-    return Gunicorn("portal.wsgi", env, workdir, threads)
+    if not (workdir / "bench.sqlite3").exists():
+        subprocess.run([*manage, "migrate", "-v0"], env=full_env, check=True)
+        subprocess.run([sys.executable, "-c", CREATE_USER], env=full_env, check=True, cwd=settings.BASE_DIR)
+    log = workdir / ("gunicorn-gthread.log" if threads else "gunicorn-portal.log")
+    worker_class = "gthread" if threads else None
+    return Gunicorn(
+        "portal.wsgi", env, workdir, workers=workers, log=log, worker_class=worker_class, threads=threads
+    )
 
 
 def start_file_server(workdir: Path) -> Gunicorn:
-    return Gunicorn("tests.bench.serving:file_application", {"ISOBENCH_FILES": str(workdir)}, workdir, 4)
+    return Gunicorn(
+        "tests.bench.serving:file_application",
+        {"ISOBENCH_FILES": str(workdir)},
+        workdir,
+        worker_class="gthread",
+        threads=4,
+    )
 
 
 def file_application(environ: dict[str, Any], start_response: Any) -> Iterable[bytes]:

@@ -1,13 +1,15 @@
 """The portal under gunicorn on loopback, and HTTP sessions logged in to it.
 
-``Gunicorn`` starts one gunicorn master from the checkout on a free port and waits until it
-answers; ``serve_portal`` runs the portal that way on the test database (the tests), and the
-benchmark (tests/bench/) starts its own servers with ``Gunicorn`` too.
+``Gunicorn`` starts one gunicorn master from the checkout on a free port, with the portal's
+own production settings (portal/gunicorn_conf.py, as ``manage.py serve`` does), and waits
+until it answers; ``serve_portal`` runs the portal that way on the test database (the
+tests), and the benchmark (tests/bench/) starts its own servers with ``Gunicorn`` too.
 """
 
 from __future__ import annotations
 
 import os
+import resource
 import secrets
 import socket
 import subprocess
@@ -46,11 +48,16 @@ def wait_for_port(port: int, process: subprocess.Popen[bytes], log: Path) -> Non
             time.sleep(0.05)
 
 
+# What ``manage.py serve`` runs: the production settings.
+PRODUCTION_SETTINGS = "python:portal.gunicorn_conf"
+
+
 class Gunicorn:
     """One gunicorn master serving ``app`` on loopback, started and answering; ``stop()`` ends it.
 
-    One worker by default (so its RSS and its cache are one process's); ``log`` defaults to a
-    file in ``workdir`` named after the app.
+    The production settings, on a free port; one worker by default (so its RSS and its cache
+    are one process's). ``worker_class`` and ``threads`` replace the production model (the
+    benchmark's references); ``log`` defaults to a file in ``workdir`` named after the app.
     """
 
     def __init__(
@@ -58,34 +65,44 @@ class Gunicorn:
         app: str,
         env: dict[str, str],
         workdir: Path,
-        threads: int,
         *,
         workers: int = 1,
+        worker_class: str | None = None,
+        threads: int | None = None,
         timeout: int = 600,
         log: Path | None = None,
+        open_files: int | None = None,
     ) -> None:
         self.port = free_port()
         self.log = log or workdir / f"gunicorn-{app.split(':')[0].replace('.', '-')}.log"
         self._log = self.log.open("wb")
+        model = ["--worker-class", worker_class] if worker_class else []
+        model += ["--threads", str(threads)] if threads else []
         self.process = subprocess.Popen(
             [
                 sys.executable,
                 "-m",
                 "gunicorn",
+                "-c",
+                PRODUCTION_SETTINGS,
                 app,
                 "--bind",
                 f"127.0.0.1:{self.port}",
                 "--workers",
                 str(workers),
-                "--threads",
-                str(threads),
                 "--timeout",
                 str(timeout),
+                # A test's server stops at once, running downloads or not.
+                "--graceful-timeout",
+                "5",
+                *model,
             ],
             env={**os.environ, **env},
             cwd=settings.BASE_DIR,
             stdout=self._log,
             stderr=subprocess.STDOUT,
+            # A lower hard limit on open files, to see the portal run out of them.
+            preexec_fn=(lambda: limit_open_files(open_files)) if open_files else None,
         )
         try:
             wait_for_port(self.port, self.process, self.log)
@@ -106,8 +123,17 @@ class Gunicorn:
 
     def stop(self) -> None:
         self.process.terminate()
-        self.process.wait(timeout=30)
+        try:
+            self.process.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+            self.process.wait(timeout=30)
         self._log.close()
+
+
+def limit_open_files(count: int) -> None:
+    """In the child before gunicorn starts: at most ``count`` open files (soft and hard)."""
+    resource.setrlimit(resource.RLIMIT_NOFILE, (count, count))
 
 
 def database_url() -> str:
@@ -125,8 +151,8 @@ def serve_portal(
     log: Path,
     *,
     workers: int = 2,
-    threads: int = 4,
     env: dict[str, str] | None = None,
+    open_files: int | None = None,
 ) -> Iterator[Gunicorn]:
     """Run the portal under gunicorn on loopback, on the test database, until the block ends.
 
@@ -140,7 +166,9 @@ def serve_portal(
         "ALLOWED_HOSTS": "127.0.0.1",
         **(env or {}),
     }
-    server = Gunicorn("portal.wsgi", server_env, log.parent, threads, workers=workers, timeout=120, log=log)
+    server = Gunicorn(
+        "portal.wsgi", server_env, log.parent, workers=workers, timeout=120, log=log, open_files=open_files
+    )
     try:
         # Every worker booted, so that worker_pids() names them all from the start.
         assert poll(lambda: len(server.worker_pids()) == workers, wait=30), log.read_text()[-2000:]

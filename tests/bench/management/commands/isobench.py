@@ -79,7 +79,7 @@ class Command(BaseCommand):
                 else:
                     MAKERS[name](tree)
         (kickstart / "osversions.json").write_text(json.dumps({n: WORKLOADS[n].directory for n in names}))
-        portal = start_portal(workdir, kickstart, threads=16)
+        portal = start_portal(workdir, kickstart)
         file_server = start_file_server(workdir)
         try:
             return self.measure(workdir, kickstart, names, runs, quick, portal, file_server)
