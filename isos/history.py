@@ -106,6 +106,42 @@ class HistoryFilters:
         return urlencode({key: value for key, value in pairs.items() if value})
 
 
+COPYABLE_OUTCOMES = [outcome for outcome in IsoBuild.Outcome.values if outcome != IsoBuild.Outcome.REFUSED]
+
+
+def previous_hosts(user: User | AnonymousUser, text: str, limit: int = 10) -> list[IsoBuild]:
+    """For "Copy from a previous host": the newest record of each FQDN holding ``text`` among
+    the records this user may see whose request passed the rules (refusals are left out)."""
+    text = "" if unstorable_character(text) is not None else text.strip()
+    builds = visible_builds(user).filter(outcome__in=COPYABLE_OUTCOMES).exclude(fqdn="")
+    if text:
+        builds = builds.filter(fqdn__icontains=text)
+    newest: dict[str, IsoBuild] = {}
+    for build in builds[: limit * 20]:
+        if build.request_settings and build.fqdn.lower() not in newest:
+            newest[build.fqdn.lower()] = build
+            if len(newest) == limit:
+                break
+    return list(newest.values())
+
+
+def latest_build_of(user: User | AnonymousUser, fqdn: str) -> IsoBuild | None:
+    """The newest copyable record of exactly ``fqdn`` (any case) this user may see."""
+    return next(
+        (build for build in previous_hosts(user, fqdn, 50) if build.fqdn.lower() == fqdn.strip().lower()),
+        None,
+    )
+
+
+def copyable_settings(build: IsoBuild) -> dict[str, Any]:
+    """A record's request as the form's fields: never a password (none is ever stored)."""
+    return {
+        name: value
+        for name, value in build.request_settings.items()
+        if name not in {"rootPass", "confirmRootPass"} and isinstance(value, (str, int, bool))
+    }
+
+
 def generate_again_query(build: IsoBuild) -> str:
     """The form's prefill for the same request again (the password is never stored)."""
     prefill: dict[str, Any] = {}

@@ -18,8 +18,8 @@ from django.conf import settings
 from django.contrib.auth.decorators import login_required
 from django.core.exceptions import PermissionDenied
 from django.core.paginator import Paginator
-from django.http import HttpRequest, HttpResponse, HttpResponseBase
-from django.shortcuts import render
+from django.http import HttpRequest, HttpResponse, HttpResponseBase, JsonResponse
+from django.shortcuts import redirect, render
 from django.urls import reverse
 from django.views.decorators.debug import sensitive_post_parameters, sensitive_variables
 from django.views.decorators.http import require_GET, require_http_methods
@@ -39,7 +39,11 @@ from isos.generation import (
 from isos.history import (
     PAGE_SIZE,
     HistoryFilters,
+    copyable_settings,
     generate_again_query,
+    latest_build_of,
+    previous_hosts,
+    query_text,
     sees_every_build,
     version_names,
     visible_builds,
@@ -65,10 +69,17 @@ FAILURE_TEXT = (
 
 
 def render_form(
-    request: HttpRequest, form: GenerateForm, status: int = 200, failure: str = ""
+    request: HttpRequest, form: GenerateForm, status: int = 200, failure: str = "", *, copy_from: str = ""
 ) -> HttpResponse:
-    """The Generate ISO page; ``failure`` is a message for a fault on our side."""
-    return render(request, GENERATE_TEMPLATE, {"form": form, "failure": failure}, status=status)
+    """The Generate ISO page; ``failure`` is a message for a fault on our side, ``copy_from``
+    an FQDN asked for in "Copy from a previous host" that has no record this user may see."""
+    context = {
+        "form": form,
+        "failure": failure,
+        "previous_hosts": previous_hosts(request.user, ""),
+        "copy_from": copy_from,
+    }
+    return render(request, GENERATE_TEMPLATE, context, status=status)
 
 
 @sensitive_post_parameters("rootPass", "confirmRootPass")
@@ -81,12 +92,39 @@ def generate_iso_page(request: HttpRequest) -> HttpResponseBase:
     message = missing_permissions(request.user)
     if message is not None:
         raise PermissionDenied(message)
+    copy_from = query_text(request.GET, "copyFrom")
+    if copy_from:
+        # "Copy from a previous host" without JavaScript: the link "Generate again" makes.
+        build = latest_build_of(request.user, copy_from)
+        if build is not None:
+            return redirect(f"{reverse('isos:generate')}?{generate_again_query(build)}")
     try:
         catalog = usable_catalog(request.user)
     except CatalogError as error:
         logger.error("Generate ISO page: %s", log_text(error))
         return render_form(request, GenerateForm.from_query(request.GET, {}), 500, FAILURE_TEXT)
-    return render_form(request, GenerateForm.from_query(request.GET, catalog))
+    return render_form(request, GenerateForm.from_query(request.GET, catalog), copy_from=copy_from)
+
+
+@login_required
+@require_GET
+def previous_hosts_json(request: HttpRequest) -> JsonResponse:
+    """For the page's script: the newest copyable record of each FQDN matching ``q``, with its
+    settings (never a password), as "Copy from a previous host" offers them."""
+    message = missing_permissions(request.user)
+    if message is not None:
+        return JsonResponse({"alerts": [{"text": message, "level": "error"}]}, status=403)
+    names = version_names(request.user)
+    hosts = [
+        {
+            "fqdn": build.fqdn,
+            "osversion": names.get(build.osversion_dir, build.osversion_dir),
+            "startedAt": build.started_at.isoformat(),
+            "settings": copyable_settings(build),
+        }
+        for build in previous_hosts(request.user, query_text(request.GET, "q"))
+    ]
+    return JsonResponse({"hosts": hosts}, headers={"Cache-Control": "no-store"})
 
 
 @sensitive_variables("form")

@@ -8,5 +8,6 @@ app_name = "isos"
 
 urlpatterns = [
     path("generate/", views.generate_iso_page, name="generate"),
+    path("generate/previous/", views.previous_hosts_json, name="previous-hosts"),
     path("history/", views.history_page, name="history"),
 ]

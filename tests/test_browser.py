@@ -19,9 +19,10 @@ import pytest
 from django.contrib.auth.models import User
 
 from isos.models import IsoBuild
-from tests.support.api import PASSWORD
+from tests.support.api import PASSWORD, static_request
 from tests.support.isoread import ks_script
 from tests.support.processes import poll
+from tests.support.serving import logged_in_session
 
 # serialized_rollback: the flush between transactional tests would drop the migrated groups.
 pytestmark = pytest.mark.django_db(transaction=True, serialized_rollback=True)
@@ -185,3 +186,65 @@ def test_generate_iso_in_a_real_browser(
     open_history_when_settled(page, f"{portal_server}/isos/history/", expected_built=3)
     expect(page.locator("tbody tr")).to_have_count(4)
     page.screenshot(path=str(SCREENSHOTS / "history.png"), full_page=True)
+
+
+def test_copy_from_a_previous_host_without_retyping_anything_but_the_password(
+    operator: User, portal_server: str, browser_page: Any, tmp_path: Path
+) -> None:
+    from playwright.sync_api import expect
+
+    # An earlier build of edge7, made by a script with the same user.
+    session = logged_in_session(portal_server, operator.username)
+    earlier = static_request(
+        hostName="edge7", domainName="pop1.cdn.example", ipAddress="192.0.2.70", ipNetmask="255.255.255.0",
+        ipGateway="192.0.2.1", interfaceName="bond0", disk="nvme0n1", interfaceMtu=9000,
+        mgmtIpAddress="10.0.0.7", mgmtIpNetmask="255.255.255.0", mgmtIpGateway="10.0.0.1",
+        mgmtInterface="eth1",
+    )  # fmt: skip
+    assert session.post(f"{portal_server}/api/5.0/isos", json=earlier, timeout=60).status_code == 200
+
+    page = browser_page
+    page.goto(f"{portal_server}/login/?next=/isos/generate/")
+    page.get_by_label("User name").fill(operator.username)
+    page.get_by_label("Password").fill(PASSWORD)
+    page.get_by_role("button", name="Log in").click()
+    expect(page).to_have_url(f"{portal_server}/isos/generate/")
+
+    # A host nobody built is said at the box; the keyboard alone copies a known one.
+    copy = page.get_by_role("combobox", name="Copy from a previous host")  # a search box with suggestions
+    copy.fill("edge6.example")
+    copy.press("Enter")
+    expect(page.locator("#copy-from-hint")).to_have_text(
+        "No earlier build of “edge6.example” that you may see."
+    )
+    expect(copy).to_have_attribute("aria-invalid", "true")
+    copy.fill("EDGE7")  # suggestions as typed
+    expect(page.locator("#previous-hosts option")).to_have_count(1)
+    expect(page.locator("#previous-hosts option")).to_have_attribute("value", "edge7.pop1.cdn.example")
+    copy.fill("edge7.pop1.cdn.example")
+    copy.press("Enter")
+    expect(page.locator("#copy-from-hint")).to_contain_text("Copied from edge7.pop1.cdn.example (CentOS 7.2")
+    host_name = page.get_by_label("Host name")
+    expect(host_name).to_be_focused()
+    expect(host_name).to_have_value("edge7")
+    expect(page.get_by_label("Domain name")).to_have_value("pop1.cdn.example")
+    expect(page.get_by_label("OS version")).to_have_value("centos72")
+    expect(page.get_by_label("IPv4 address")).to_have_value("192.0.2.70")
+    expect(page.get_by_label("Interface MTU")).to_have_value("9000")
+    expect(page.get_by_label("Boot disk")).to_have_value("nvme0n1")
+    expect(page.locator("#id_mgmtInterface")).to_have_value("eth1")
+    expect(page.locator("details.section")).to_have_attribute("open", "")
+    expect(page.get_by_label("Root password", exact=True)).to_have_value("")
+    page.screenshot(path=str(SCREENSHOTS / "copy-from-previous-host.png"), full_page=True)
+
+    # A new name and the password: the ISO carries everything else from edge7.
+    host_name.fill("edge8")
+    page.get_by_label("Root password", exact=True).fill(ROOT_PASSWORD)
+    page.get_by_label("Confirm root password").fill(ROOT_PASSWORD)
+    filename, iso_path = download_iso(page, tmp_path, "copied.iso")
+    assert filename == "edge8.pop1.cdn.example-centos72.iso"
+    network_cfg = ks_script(iso_path).decode()
+    assert 'IPADDR="192.0.2.70"' in network_cfg and 'MTU="9000"' in network_cfg
+    assert 'HOSTNAME="edge8.pop1.cdn.example"' in network_cfg and 'BOND_DEVICE="bond0"' in network_cfg
+    assert ks_script(iso_path, "mgmt_network.cfg").endswith(b'DEVICE="eth1"')
+    assert ks_script(iso_path, "disk.cfg") == b'boot_drives="nvme0n1"'

@@ -317,6 +317,97 @@
     });
   });
 
+  // ---- Copy from a previous host ----
+  // Without this, the copy box is a GET the server answers with the prefilled form.
+
+  var copyForm = document.getElementById("copy-form");
+  if (copyForm) {
+    var copyInput = document.getElementById("copy-from");
+    var copyList = document.getElementById("previous-hosts");
+    var copyHint = document.getElementById("copy-from-hint");
+    var known = {}; // lower-case FQDN -> the host as the server described it
+    var copyTimer = null;
+
+    var fetchHosts = function (text) {
+      return fetch(copyForm.dataset.hostsUrl + "?q=" + encodeURIComponent(text), {
+        credentials: "same-origin",
+        headers: { "Accept": "application/json" }
+      }).then(function (response) {
+        return response.ok ? response.json() : null;
+      }).then(function (answer) {
+        if (!answer) { return []; }
+        copyList.replaceChildren.apply(copyList, answer.hosts.map(function (host) {
+          known[host.fqdn.toLowerCase()] = host;
+          var option = document.createElement("option");
+          option.value = host.fqdn;
+          option.label = host.osversion + " · " + host.startedAt.slice(0, 10);
+          return option;
+        }));
+        return answer.hosts;
+      }).catch(function () { return []; });
+    };
+
+    var setHint = function (text, problem) {
+      copyHint.textContent = text;
+      copyHint.classList.toggle("field-error", problem);
+      copyForm.classList.toggle("has-error", problem);
+      if (problem) { copyInput.setAttribute("aria-invalid", "true"); } else { copyInput.removeAttribute("aria-invalid"); }
+    };
+
+    // Every field but the passwords, from the build's stored settings.
+    var copyHost = function (host) {
+      var settings = host.settings;
+      names.forEach(function (name) {
+        var element = input(name);
+        if (!element || name === "rootPass" || name === "confirmRootPass") { return; }
+        var value = settings[name];
+        if (name === "dhcp") {
+          element.checked = value === true || ["yes", "true", "1"].indexOf(String(value).toLowerCase()) >= 0;
+          return;
+        }
+        element.value = value === undefined || value === null ? "" : String(value);
+        touched[name] = true;
+      });
+      showStaticAddresses();
+      explainInterface();
+      var management = document.querySelector("details.section");
+      if (management && ["mgmtIpAddress", "mgmtIpNetmask", "mgmtIpGateway", "mgmtInterface"].some(function (name) {
+        return input(name).value !== "";
+      })) { management.open = true; }
+      setHint("Copied from " + host.fqdn + " (" + host.osversion + ", " + host.startedAt.slice(0, 10) +
+        "): change the host name, then type the root password.", false);
+      checkSoon(0);
+      hostName.focus();
+      hostName.select();
+    };
+
+    var copyNamed = function (text) {
+      var wanted = text.trim().toLowerCase();
+      if (!wanted) { return; }
+      var found = known[wanted];
+      if (found) { copyHost(found); return; }
+      fetchHosts(text.trim()).then(function () {
+        if (known[wanted]) { copyHost(known[wanted]); } else {
+          setHint("No earlier build of “" + text.trim() + "” that you may see.", true);
+        }
+      });
+    };
+
+    copyInput.addEventListener("input", function (event) {
+      window.clearTimeout(copyTimer);
+      // Picking a suggestion (mouse or keyboard) copies at once.
+      if (event.inputType === "insertReplacementText" || !event.inputType) {
+        if (known[copyInput.value.trim().toLowerCase()]) { copyHost(known[copyInput.value.trim().toLowerCase()]); return; }
+      }
+      copyTimer = window.setTimeout(function () { fetchHosts(copyInput.value.trim()); }, 250);
+    });
+    copyForm.addEventListener("submit", function (event) {
+      event.preventDefault();
+      copyNamed(copyInput.value);
+    });
+    fetchHosts("");
+  }
+
   // After a refused submission, take keyboard and screen reader users to the summary.
   var refused = summary();
   if (refused) { refused.focus(); }
