@@ -25,13 +25,15 @@ with that tree and with this file, so only the first run pays for them.
 from __future__ import annotations
 
 import hashlib
+import os
 import shutil
 import subprocess
 import tempfile
+import time
 from pathlib import Path
 from typing import Final, Literal
 
-from tests.support.bootkit import GRUB_CFG, bootkit_tree, cache_root, locked
+from tests.support.bootkit import GRUB_CFG, STALE_TREE_SECONDS, bootkit_tree, cache_root, locked
 from tests.support.tools import require_file, require_tool
 
 VendorLayout = Literal[
@@ -219,4 +221,8 @@ def vendor_layout_iso(layout: VendorLayout, extra: dict[str, bytes] | None = Non
                 staging = Path(scratch) / "vendor.iso"
                 _BUILDERS[layout](kit, Path(scratch), staging, extra)
                 staging.rename(target)  # whole or not at all
+        os.utime(target)  # in use: not stale
+        for stale in cache.glob("vendor-*.iso"):
+            if stale != target and time.time() - stale.stat().st_mtime > STALE_TREE_SECONDS:
+                stale.unlink(missing_ok=True)
     return target
