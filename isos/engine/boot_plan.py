@@ -16,7 +16,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import BinaryIO, Final, Literal
 
-from isos.engine.source_files import FILE_FLAGS, SEARCH_FLAGS, open_real_path, close_now
+from isos.engine.source_files import FILE_FLAGS, SEARCH_FLAGS, close_now, open_real_path
 from isos.engine.system_area import (
     BIOS_CD,
     BIOS_DISK,

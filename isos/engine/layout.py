@@ -49,7 +49,7 @@ from isos.engine.pycdlib_internals import (
     volume_size,
 )
 from isos.engine.scan import check_extra_path, overlay_extras, scan_source, tree_probe
-from isos.engine.source_files import NotAsLaidOut, SourceRoot, is_symlink_error, open_checked, close_now
+from isos.engine.source_files import NotAsLaidOut, SourceRoot, close_now, is_symlink_error, open_checked
 from isos.engine.system_area import VendorSystemArea, re_point
 from isos.engine.tree import Entry, lookup, max_dir_depth, walk_files
 from isos.engine.vendor import (
