@@ -20,7 +20,7 @@ from django.core.exceptions import PermissionDenied
 from django.core.paginator import Paginator
 from django.http import HttpRequest, HttpResponse, HttpResponseBase, JsonResponse
 from django.shortcuts import redirect, render
-from django.urls import reverse
+from django.urls import NoReverseMatch, reverse
 from django.views.decorators.debug import sensitive_post_parameters, sensitive_variables
 from django.views.decorators.http import require_GET, require_http_methods
 
@@ -78,8 +78,18 @@ def render_form(
         "failure": failure,
         "previous_hosts": previous_hosts(request.user, ""),
         "copy_from": copy_from,
+        "check_url": check_url(),
     }
     return render(request, GENERATE_TEMPLATE, context, status=status)
+
+
+def check_url() -> str:
+    """Where the page's script checks a request (POST isos/validate), under the host's API
+    namespace ``api``; "" when the host mounts the API otherwise (the page then checks on submit)."""
+    try:
+        return reverse("api:isos-validate", kwargs={"version": "5.0"})
+    except NoReverseMatch:
+        return ""
 
 
 @sensitive_post_parameters("rootPass", "confirmRootPass")

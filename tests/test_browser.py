@@ -248,3 +248,39 @@ def test_copy_from_a_previous_host_without_retyping_anything_but_the_password(
     assert 'HOSTNAME="edge8.pop1.cdn.example"' in network_cfg and 'BOND_DEVICE="bond0"' in network_cfg
     assert ks_script(iso_path, "mgmt_network.cfg").endswith(b'DEVICE="eth1"')
     assert ks_script(iso_path, "disk.cfg") == b'boot_drives="nvme0n1"'
+
+
+def test_without_javascript_the_page_works_as_before(
+    operator: User, portal_server: str, browser_page: Any, tmp_path: Path
+) -> None:
+    """No script: the server checks on submit, its messages at the fields in the page's words,
+    and a valid submit is the download."""
+    from playwright.sync_api import expect
+
+    context = browser_page.context.browser.new_context(java_script_enabled=False, accept_downloads=True)
+    try:
+        page = context.new_page()
+        page.goto(f"{portal_server}/login/?next=/isos/generate/")
+        page.get_by_label("User name").fill(operator.username)
+        page.get_by_label("Password").fill(PASSWORD)
+        page.get_by_role("button", name="Log in").click()
+        expect(page).to_have_url(f"{portal_server}/isos/generate/")
+        page.get_by_label("OS version").select_option(label="CentOS 7.2")
+        page.get_by_label("Host name").fill("edge5")
+        page.get_by_label("Domain name").fill("cdn.example")
+        page.get_by_label("IPv4 address").fill("192.0.2.500")
+        page.get_by_label("IPv4 netmask").fill("255.255.255.0")
+        page.get_by_label("IPv4 gateway").fill("192.0.2.1")
+        page.get_by_label("Root password", exact=True).fill(ROOT_PASSWORD)
+        page.get_by_label("Confirm root password").fill(ROOT_PASSWORD)
+        page.get_by_role("button", name="Generate and download").click()
+        expect(page.locator("#id_ipAddress-error")).to_have_text("IPv4 address must be a valid IPv4 address")
+        expect(page.locator("#error-summary")).to_contain_text("Please fix 1 problem")
+        page.get_by_label("IPv4 address").fill("192.0.2.50")
+        page.get_by_label("Root password", exact=True).fill(ROOT_PASSWORD)
+        page.get_by_label("Confirm root password").fill(ROOT_PASSWORD)
+        filename, iso_path = download_iso(page, tmp_path, "no-script.iso")
+        assert filename == "edge5.cdn.example-centos72.iso"
+        assert 'IPADDR="192.0.2.50"' in ks_script(iso_path).decode()
+    finally:
+        context.close()

@@ -175,6 +175,7 @@
   // page's words, or null when the check itself could not be made.
   function check() {
     var mine = ++sequence;
+    if (!checkUrl) { return Promise.resolve(null); } // the host has no such route: checked on submit
     return fetch(checkUrl, {
       method: "POST",
       credentials: "same-origin",
