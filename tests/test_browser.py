@@ -131,6 +131,7 @@ def test_generate_iso_in_a_real_browser(
     expect(started.get_by_role("link", name="See it in History")).to_have_attribute(
         "href", f"/isos/history/?fqdn=edge1.cdn.example#build-{build.pk}"
     )
+    page.screenshot(path=str(SCREENSHOTS / "download-started.png"))
     network_cfg = ks_script(iso_path).decode()
     assert 'IPADDR="192.0.2.10"' in network_cfg
     assert 'NETMASK="255.255.255.0"' in network_cfg and 'GATEWAY="192.0.2.1"' in network_cfg
