@@ -41,7 +41,7 @@ from tests.support.vendor_layouts import LAYOUTS, VendorLayout, vendor_layout_is
 SECTOR = 512
 BLOCK = 2048
 ALL_MODES = "boot modes: BIOS CD, BIOS disk/USB, UEFI CD, UEFI disk/USB"
-GRUB_LAYOUTS = ("grub-mkrescue", "grub2-appended", "ubuntu-live-server")
+GRUB_LAYOUTS = ("grub-mkrescue", "grub2-appended", "ubuntu-live-server", "ubuntu-22.04")
 APPENDED_LAYOUTS = ("grub2-appended", "ubuntu-live-server")
 
 
@@ -150,7 +150,7 @@ def xorriso_report(iso: Path, *what: str) -> str:
 
 
 @pytest.mark.django_db
-@pytest.mark.parametrize("layout", LAYOUTS)
+@pytest.mark.parametrize("layout", [*LAYOUTS, "ubuntu-22.04"])
 def test_the_portals_iso_keeps_the_vendors_system_area_re_pointed(
     operations_client: Client, kickstart_location: Path, tmp_path: Path, layout: VendorLayout
 ) -> None:
@@ -205,6 +205,16 @@ def test_the_portals_iso_keeps_the_vendors_system_area_re_pointed(
         [(_, vendor_start, vendor_count)] = [p for p in mbr_partitions(vendor) if p[0] == 0xEF]
         appended = vendor[vendor_start * SECTOR : (vendor_start + vendor_count) * SECTOR]
         assert image[start * SECTOR : (start + count) * SECTOR] == appended
+    elif layout == "ubuntu-22.04":
+        # Partition 1 from the offset to the appended EFI partition 2 (MBR), which the
+        # GPT lists too; both at its new place, with the vendor's bytes.
+        [(_, iso_start, iso_count), (second_type, start, count)] = partitions
+        assert (iso_start, second_type) == (64, 0xEF)
+        assert start == 64 + iso_count == efi_rba * 4 and efi_count == count
+        [(_, vendor_start, vendor_count)] = [p for p in mbr_partitions(vendor) if p[0] == 0xEF]
+        appended = vendor[vendor_start * SECTOR : (vendor_start + vendor_count) * SECTOR]
+        assert image[start * SECTOR : (start + count) * SECTOR] == appended
+        assert [(first, last) for _, first, last in check_gpt(image)] == [(start, start + count - 1)]
     elif layout == "debian-netinst":
         # isolinux's hybrid MBR and GPT, made anew (as for a directory source): the EFI
         # partition is the in-tree efi.img.
@@ -217,8 +227,8 @@ def test_the_portals_iso_keeps_the_vendors_system_area_re_pointed(
     else:
         assert (0xEE, 1, len(image) // SECTOR - 1) in partitions
         gpt = check_gpt(image)
-        efi_type = bytes.fromhex("28732ac11ff8d211ba4b00a0c93ec93b")
-        [(first, last)] = [(first, last) for kind, first, last in gpt if kind == efi_type]
+        efi_guid = bytes.fromhex("28732ac11ff8d211ba4b00a0c93ec93b")
+        [(first, last)] = [(first, last) for kind, first, last in gpt if kind == efi_guid]
         if layout == "grub-mkrescue":
             # The in-tree efi.img, where it now is.
             assert first == efi_rba * 4
@@ -226,7 +236,7 @@ def test_the_portals_iso_keeps_the_vendors_system_area_re_pointed(
         elif layout == "ubuntu-live-server":
             # Appended where the ISO 9660 partition (from the partition offset) ends; the
             # volume descriptor counts the whole image, as xorriso's does.
-            [iso_partition] = [(s, e) for kind, s, e in gpt if kind != efi_type]
+            [iso_partition] = [(s, e) for kind, s, e in gpt if kind != efi_guid]
             assert iso_partition == (64, first - 1) and first == efi_rba * 4
             assert struct.unpack_from("<I", image, 16 * BLOCK + 80)[0] * 4 == len(image) // SECTOR
             assert image[first * SECTOR : first * SECTOR + 3] == b"\xeb\x3c\x90"  # a FAT boot sector

@@ -109,8 +109,9 @@ class VendorSystemArea:
             parts.append("GRUB2 MBR")
         tables = ["MBR"] + (["GPT"] if self.gpt else [])
         parts.append("+".join(tables) + " kept")
-        if self.appended:
-            parts.append(f"{len(self.appended)} appended partition(s) kept")
+        appended = {(p.start, p.end) for p in self.appended}  # one may be in both tables
+        if appended:
+            parts.append(f"{len(appended)} appended partition(s) kept")
         if self.dropped:
             parts.append(f"not kept: {', '.join(self.dropped)}")
         return "; ".join(parts)

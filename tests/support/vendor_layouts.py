@@ -12,6 +12,9 @@ and the ``xorriso`` flags one distribution family uses (docs/sources-and-booting
 - ``ubuntu-live-server``: Ubuntu 22.04/24.04 (livecd-rootfs): as ``grub2-appended``
   but with ``-partition_offset 16``, the appended partition in a GPT
   (``-appended_part_as_gpt``) and a protective MBR.
+- ``ubuntu-22.04``: Ubuntu 22.04.4's own report: ``-partition_offset 16``, the appended
+  partition in the MBR (``-append_partition 2 0xef``, ``-part_like_isohybrid``) and a
+  GPT made by ``-isohybrid-gpt-basdat``.
 - ``debian-netinst``: Debian 12 (debian-cd): isolinux with ``-isohybrid-mbr``,
   ``-e boot/grub/efi.img``, ``-isohybrid-gpt-basdat -isohybrid-apm-hfsplus``.
 - ``unknown-mbr``: boot code the engine does not know in the MBR (``-G``): refused.
@@ -37,7 +40,7 @@ from tests.support.bootkit import GRUB_CFG, STALE_TREE_SECONDS, bootkit_tree, ca
 from tests.support.tools import require_file, require_tool
 
 VendorLayout = Literal[
-    "grub-mkrescue", "grub2-appended", "ubuntu-live-server", "debian-netinst", "unknown-mbr"
+    "grub-mkrescue", "grub2-appended", "ubuntu-live-server", "ubuntu-22.04", "debian-netinst", "unknown-mbr"
 ]
 LAYOUTS: Final[tuple[VendorLayout, ...]] = (
     "grub-mkrescue",
@@ -156,6 +159,31 @@ def _ubuntu_live_server(kit: Path, work: Path, out: Path, extra: dict[str, bytes
     _run([*command, str(tree)])
 
 
+def _ubuntu_22_04(kit: Path, work: Path, out: Path, extra: dict[str, bytes]) -> None:
+    tree = work / "tree"
+    _kit_files(kit, tree, extra)
+    (tree / "boot" / "grub" / "i386-pc").mkdir(parents=True, exist_ok=True)
+    shutil.copyfile(_bios_grub_eltorito(work), tree / "boot" / "grub" / "i386-pc" / "eltorito.img")
+    efiboot = work / "efi.img"
+    shutil.copyfile(kit / "images" / "efiboot.img", efiboot)
+    command = [require_tool("xorriso"), "-as", "mkisofs", "-o", str(out), "-r", "-V", "Ubuntu-Server 22"]
+    command += ["--grub2-mbr", str(require_file(GRUB_PC / "boot_hybrid.img", "grub-pc-bin"))]
+    command += ["--protective-msdos-label", "-partition_cyl_align", "off", "-partition_offset", "16"]
+    command += [
+        "--mbr-force-bootable",
+        "-append_partition",
+        "2",
+        "0xef",
+        str(efiboot),
+        "-part_like_isohybrid",
+    ]
+    command += ["-c", "/boot.catalog", "-b", "/boot/grub/i386-pc/eltorito.img", "-no-emul-boot"]
+    command += ["-boot-load-size", "4", "-boot-info-table", "--grub2-boot-info"]
+    command += ["-eltorito-alt-boot", "-e", "--interval:appended_partition_2:all::", "-no-emul-boot"]
+    command += ["-isohybrid-gpt-basdat", "-no-pad"]
+    _run([*command, str(tree)])
+
+
 def _unknown_mbr(kit: Path, work: Path, out: Path, extra: dict[str, bytes]) -> None:
     tree = work / "tree"
     _kit_files(kit, tree, extra)
@@ -198,6 +226,7 @@ _BUILDERS: Final = {
     "grub-mkrescue": _grub_mkrescue,
     "grub2-appended": _grub2_appended,
     "ubuntu-live-server": _ubuntu_live_server,
+    "ubuntu-22.04": _ubuntu_22_04,
     "debian-netinst": _debian_netinst,
     "unknown-mbr": _unknown_mbr,
 }
