@@ -66,6 +66,13 @@ def test_generate_iso_in_a_real_browser(
 
     page = browser_page
     SCREENSHOTS.mkdir(parents=True, exist_ok=True)
+    checks: list[str] = []  # the bodies the page's script sent to POST isos/validate
+
+    def record_check(request: Any) -> None:
+        if "/isos/validate" in request.url:
+            checks.append(request.post_data or "")
+
+    page.on("request", record_check)
 
     # Anonymous: the form sends us to the login page, which brings us back.
     page.goto(f"{portal_server}/isos/generate/")
@@ -112,6 +119,8 @@ def test_generate_iso_in_a_real_browser(
     expect(page.get_by_label("Root password", exact=True)).to_have_value(ROOT_PASSWORD)
     expect(page.get_by_label("Confirm root password")).to_have_value(ROOT_PASSWORD)
     assert outside_playwright(IsoBuild.objects.count) == 0  # a check is no attempt
+    # Checked as typed, and never with a password in the body.
+    assert checks and all(ROOT_PASSWORD not in body and "rootPass" not in body for body in checks)
     page.screenshot(path=str(SCREENSHOTS / "generate.png"), full_page=True)
 
     # Fixed as typed: the message and the summary go; the download starts without retyping a
