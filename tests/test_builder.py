@@ -15,6 +15,7 @@ import resource
 import shutil
 import stat
 import tempfile
+import time
 import tracemalloc
 import types
 from collections.abc import Iterator
@@ -25,6 +26,7 @@ import pycdlib.headervd
 import pytest
 
 from isos.engine import IsoImage, SourceError, StreamError, build_iso, describe_boot
+from isos.engine.stream import SMALLEST_CHUNK
 from tests.support.isoread import (
     TOOLS,
     boot_info_checksum,
@@ -150,15 +152,43 @@ def test_stream_equals_reference_plain_tree(tmp_path: Path) -> None:
         assert data == reference_bytes(image)
 
 
+def chunk_sizes(largest: int) -> set[int]:
+    """The sizes a full chunk may have: SMALLEST_CHUNK doubling, up to ``largest``."""
+    size, sizes = min(SMALLEST_CHUNK, largest), {largest}
+    while size < largest:
+        sizes.add(size)
+        size *= 2
+    return sizes
+
+
+def test_chunks_follow_the_reader(source: Path, tmp_path: Path) -> None:
+    """A slow reader gets small chunks (little memory held per slow download), a fast one
+    chunks that grow to chunk_size (little Python per byte)."""
+    big = source / "images" / "big.img"
+    big.write_bytes(pseudo_random_bytes("big", 8 * MiB))
+    with build_iso(source, EXTRAS, chunk_size=1 * MiB) as image:
+        chunks = iter(image)
+        slow = []
+        for _ in range(8):
+            slow.append(len(next(chunks)))
+            time.sleep(0.05)  # 64 KiB in 50 ms: about 1.3 MB/s, a BMC's pace
+        fast = [len(chunk) for chunk in chunks]
+    # (One may end short, where the first source file's data begins.)
+    assert max(slow) == SMALLEST_CHUNK and slow.count(SMALLEST_CHUNK) >= 7, slow
+    assert fast.count(1 * MiB) >= 4, fast
+
+
 @pytest.mark.parametrize("chunk_size", [1 * MiB, 4 * MiB, SECTOR, 777])
 def test_stream_equals_reference_with_boot_and_extras(source: Path, chunk_size: int) -> None:
     with build_iso(source, EXTRAS, chunk_size=chunk_size) as image:
         chunks = list(image)
         assert image.boot_description == BIOS_BOOT
-        # Chunks are full, but for the last one and the one that ends where the first
-        # source file's data begins (sent before that file is opened).
+        # Chunks are full (of a size following the reader: 64 KiB doubling up to chunk_size),
+        # but for the last one and the one that ends where the first source file's data
+        # begins (sent before that file is opened).
         assert all(0 < len(chunk) <= chunk_size for chunk in chunks)
-        assert len([chunk for chunk in chunks[:-1] if len(chunk) != chunk_size]) <= 1
+        full = chunk_sizes(chunk_size)
+        assert len([chunk for chunk in chunks[:-1] if len(chunk) not in full]) <= 1
         data = b"".join(chunks)
         assert len(data) == image.size
         assert data == reference_bytes(image)

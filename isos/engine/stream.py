@@ -14,6 +14,7 @@ import errno
 import functools
 import os
 import stat
+import time
 from collections.abc import Callable, Generator, Iterator, Sequence
 from typing import BinaryIO, Protocol
 
@@ -56,17 +57,46 @@ def _zeros(size: int) -> memoryview:
     return memoryview(bytes(size))
 
 
+# Chunk sizes follow the reader: one that takes a chunk faster than FAST_READER bytes a
+# second gets the next one twice as big, up to the stream's chunk size; one slower than
+# SLOW_READER gets the smallest again. A slow reader (a BMC, a far-away link: the many)
+# then holds little memory, a fast one pays little Python per byte (docs/design.md).
+SMALLEST_CHUNK = 64 * 1024
+FAST_READER = 50_000_000
+SLOW_READER = 10_000_000
+
+
 class _ChunkBuffer:
     """Fills one reused buffer and hands out full chunks, patched, as bytes."""
 
     def __init__(self, chunk_size: int, patches: list[tuple[int, bytes]]) -> None:
-        self._buffer = bytearray(chunk_size)
-        self.view = memoryview(self._buffer)
+        self.largest = chunk_size
         self._zeros = _zeros(chunk_size)
         self._patches = patches
-        self.size = chunk_size
         self.fill = 0
         self.base = 0  # image offset of the buffer's first byte
+        self._resize(min(SMALLEST_CHUNK, chunk_size))
+        self._handed_out: float | None = None  # when the last chunk went to the reader
+        self._last_chunk = 0
+
+    def _resize(self, size: int) -> None:
+        """A buffer of ``size`` bytes (between chunks only): the memory a chunk holds."""
+        self._buffer = bytearray(size)
+        self.view = memoryview(self._buffer)
+        self.size = size
+
+    def _follow_the_reader(self, chunk: int) -> None:
+        """Size the next chunk by how fast the reader took the last one (this ``chunk`` of
+        bytes is about to go out; its filling, from memory or page cache, takes next to
+        nothing beside the reader's time)."""
+        now = time.monotonic()
+        if self._handed_out is not None:
+            rate = self._last_chunk / max(now - self._handed_out, 1e-9)
+            if rate > FAST_READER and self.size < self.largest:
+                self._resize(min(self.largest, self.size * 2))
+            elif rate < SLOW_READER and self.size > SMALLEST_CHUNK:
+                self._resize(SMALLEST_CHUNK)
+        self._handed_out, self._last_chunk = now, chunk
 
     def advance(self, count: int) -> bytes | None:
         """Account for `count` bytes put at `fill`; return a chunk if the buffer is full."""
@@ -83,6 +113,7 @@ class _ChunkBuffer:
                 self.view[low - start : high - start] = record[low - offset : high - offset]
         chunk = bytes(self.view[: self.fill])
         self.base, self.fill = end, 0
+        self._follow_the_reader(len(chunk))
         return chunk
 
     def put(self, data: bytes | memoryview) -> Iterator[bytes]:

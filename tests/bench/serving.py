@@ -50,6 +50,8 @@ def start_portal(
         # As docs/operations.md advises for threaded workers: two malloc arenas, not one per
         # thread, so freed stream buffers are reused instead of piling up.
         "MALLOC_ARENA_MAX": "2",
+        # One benchmark user holds all the downloads.
+        "ISO_MAX_STREAMS_PER_USER": "0",
         **(extra_env or {}),
     }
     full_env = {**os.environ, **env}

@@ -76,7 +76,8 @@ def fetch(
     connection.request("POST" if body is not None else "GET", path, payload, headers)
     response = connection.getresponse()
     length = int(response.getheader("Content-Length") or 0)
-    verifier = StreamVerifier(length, verify) if verify is not None else None
+    # Only an ISO is verified: a refusal's alert is reported by its status.
+    verifier = StreamVerifier(length, verify) if verify is not None and response.status == 200 else None
     # read1 returns what the first socket read brings (readinto would wait for 1 MiB).
     first = response.read1(CHUNK)
     first_byte = time.perf_counter() - started

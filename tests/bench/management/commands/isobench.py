@@ -20,7 +20,7 @@ from typing import Any
 
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
-from tests.bench import references
+from tests.bench import references, slow_clients
 from tests.bench.serving import BENCH_PASSWORD, BENCH_USER, start_file_server, start_portal
 from tests.support.downloads import Download, fetch, login
 from tests.support.processes import RssSampler, open_write_files
@@ -29,6 +29,7 @@ from tests.support.workloads import MAKERS, WORKLOADS, make_netinstall, request_
 MB = 1_000_000
 FIRST_BYTE_TARGET = {"netinstall": 0.050, "many-files": 0.100}
 CONCURRENCY = (1, 4, 16)
+SLOW_CLIENTS = "slow-clients"
 
 
 def median(values: list[float]) -> float:
@@ -46,14 +47,16 @@ class Command(BaseCommand):
             "--quick", action="store_true", help="Small workloads, few runs (under a minute)."
         )
         parser.add_argument("--runs", type=int, default=0, help="Timed runs per figure (default 5, quick 3).")
-        parser.add_argument("--workloads", default="netinstall,many-files,huge", help="Comma-separated.")
+        parser.add_argument(
+            "--workloads", default="netinstall,many-files,huge,slow-clients", help="Comma-separated."
+        )
         parser.add_argument("--workdir", help="Where to make the trees (default: a temporary folder).")
 
     def handle(self, *args: Any, **options: Any) -> None:
         quick = bool(options["quick"])
         runs = options["runs"] or (3 if quick else 5)
         names = [name.strip() for name in options["workloads"].split(",") if name.strip()]
-        unknown = set(names) - set(WORKLOADS)
+        unknown = set(names) - set(WORKLOADS) - {SLOW_CLIENTS}
         if unknown:
             raise CommandError(f"unknown workloads: {', '.join(sorted(unknown))}")
         workdir = Path(options["workdir"] or tempfile.mkdtemp(prefix="isobench-"))
@@ -68,6 +71,15 @@ class Command(BaseCommand):
             raise CommandError("not byte-correct: " + "; ".join(failures))
 
     def run(self, workdir: Path, names: list[str], runs: int, quick: bool) -> list[str]:
+        failures: list[str] = []
+        if SLOW_CLIENTS in names:
+            names = [name for name in names if name != SLOW_CLIENTS]
+            self.stdout.write("measuring slow-clients ...")
+            lines, failures = slow_clients.run(workdir, quick)
+            self.stdout.write("\n".join(["", "slow clients:", *lines]))
+        return failures + (self.run_sources(workdir, names, runs, quick) if names else [])
+
+    def run_sources(self, workdir: Path, names: list[str], runs: int, quick: bool) -> list[str]:
         kickstart = workdir / "kickstart"
         kickstart.mkdir(parents=True, exist_ok=True)
         for name in names:
@@ -152,6 +164,8 @@ class Command(BaseCommand):
             )
             if name != "huge":
                 rows += self.references(workdir, source, name, runs, files, total, first, ratios)
+            if name == "netinstall":
+                ratios.append(self.threaded_reference(workdir, kickstart, name, runs, total))
         concurrency = self.concurrency(portal, cookie, worker, names, kickstart, failures)
         self.print_table(rows, concurrency, ratios, idle)
         return failures
@@ -199,6 +213,28 @@ class Command(BaseCommand):
             )
             output.unlink()
         return rows
+
+    def threaded_reference(self, workdir: Path, kickstart: Path, name: str, runs: int, total: float) -> str:
+        """The same download from the serving model the portal had before (gthread: a thread
+        per download), in the same call: the fast client must lose nothing to gevent."""
+        threaded = start_portal(workdir, kickstart, threads=16)
+        try:
+            cookie = login(threaded.url, BENCH_USER, BENCH_PASSWORD)
+            fetch(threaded.url, "/api/5.0/isos", body=request_body(name, "warm"), cookie=cookie)
+            before = median(
+                [
+                    fetch(
+                        threaded.url, "/api/5.0/isos", body=request_body(name, f"t{n}"), cookie=cookie
+                    ).total
+                    for n in range(runs)
+                ]
+            )
+        finally:
+            threaded.stop()
+        return (
+            f"{name}: one fast download {before / total:.2f}x the throughput of the gthread model "
+            "(before: a thread per download) measured now (target >= 0.8)"
+        )
 
     def concurrency(
         self, portal: Any, cookie: str, worker: int, names: list[str], kickstart: Path, failures: list[str]
