@@ -131,6 +131,8 @@ class Command(BaseCommand):
         if not sample_boots:
             self.stdout.write(self.style.WARNING(NOT_BOOTABLE_HINT))
         if server is not None:
+            self.stdout.write("Serving; Ctrl-C stops it.")
+            self.stdout.flush()
             serve(server)
 
 
