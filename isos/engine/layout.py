@@ -227,9 +227,10 @@ def _keep_system_area(
     moved = {f.origin_offset: f.offset for f in layout.files if f.origin_stamp is not None}
     repointed = re_point(area, new_volume, moved)
     delta = new_volume - area.volume_bytes
-    if layout.files and layout.files[-1].end > area.data_end + delta:
+    if layout.files and layout.files[-1].end > repointed.tail_start:
         raise SourceError(
-            "vendor ISO layout not supported: its ISO 9660 data would run into its appended partitions"
+            "vendor ISO layout not supported: the new ISO 9660 data would run into the backup GPT"
+            " or the appended partitions"
         )
     rba_at = boot_entry_rba_offsets(iso)
     for index, offset in outside:

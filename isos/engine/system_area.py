@@ -117,7 +117,7 @@ class VendorSystemArea:
         return "; ".join(parts)
 
 
-def _le(data: bytes, at: int, size: int) -> int:
+def _le(data: bytes | bytearray, at: int, size: int) -> int:
     return int.from_bytes(data[at : at + size], "little")
 
 
@@ -256,6 +256,9 @@ class Repointed:
     # Patches inside the BIOS boot image (image offset, new bytes, the vendor's bytes),
     # which its boot info table's checksum covers; also in ``patches``.
     in_boot_image: list[tuple[int, bytes, bytes]]
+    # Where what follows the ISO 9660 data begins (the backup GPT, appended partitions):
+    # no file of the new layout may reach it.
+    tail_start: int
 
 
 def re_point(area: VendorSystemArea, new_volume: int, moved: dict[int, int]) -> Repointed:
@@ -304,6 +307,7 @@ def re_point(area: VendorSystemArea, new_volume: int, moved: dict[int, int]) -> 
         entry[12:16] = min(count, 0xFFFFFFFF).to_bytes(4, "little")
         head[at : at + 16] = entry
 
+    tail_start = area.data_end + delta
     if area.gpt:
         array = bytearray(area.gpt_count * area.gpt_entry_size)
         slot = 0
@@ -322,10 +326,15 @@ def re_point(area: VendorSystemArea, new_volume: int, moved: dict[int, int]) -> 
             slot += 1
         crc = zlib.crc32(array)
         header = bytearray(area.head[SECTOR : SECTOR + _GPT_HEADER_SIZE])
-        backup_lba = size // SECTOR - 1
+        # The backup GPT and the last usable sector move with the image's end, as the
+        # vendor placed them relative to it.
+        backup_lba = _le(header, 32, 8) + delta // SECTOR
         backup_entries = area.backup_entries_at + delta
+        if not backup_entries < backup_lba * SECTOR < size:
+            raise unsupported("a backup GPT whose array is not before its header")
+        tail_start = min(tail_start, backup_entries)
         header[32:40] = backup_lba.to_bytes(8, "little")
-        header[48:56] = (backup_entries // SECTOR - 1).to_bytes(8, "little")  # last usable
+        header[48:56] = (_le(header, 48, 8) + delta // SECTOR).to_bytes(8, "little")  # last usable
         header[88:92] = crc.to_bytes(4, "little")
         primary = _with_header_crc(header)
         backup = bytearray(primary)
@@ -349,7 +358,7 @@ def re_point(area: VendorSystemArea, new_volume: int, moved: dict[int, int]) -> 
         old = (area.boot_image // SECTOR + 5).to_bytes(8, "little")
         in_boot_image.append((new + GRUB2_BOOT_INFO_AT, value, old))
     appended = sorted({(p.start + delta, p.end - p.start, p.start) for p in area.appended})
-    return Repointed(patches, size, appended, in_boot_image)
+    return Repointed(patches, size, appended, in_boot_image, tail_start)
 
 
 def _with_header_crc(header: bytearray) -> bytes:
