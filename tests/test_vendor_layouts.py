@@ -258,6 +258,28 @@ def test_a_layout_template_of_an_appended_partition_layout_streams_the_same(tmp_
     assert from_template[-4 * 1024 * 1024 :] == built[-4 * 1024 * 1024 :]
 
 
+def test_reading_an_image_back_gives_the_streamed_bytes(tmp_path: Path) -> None:
+    """IsoImage.read_at (what check_sources reads the portal's ISO back with): the same
+    bytes as the stream, wherever asked: the system area, the catalog, a file's middle,
+    across the volume's end into the appended partition, the backup GPT, past the end."""
+    iso = layout_iso("ubuntu-live-server")
+    extra = {"ks_scripts/network.cfg": EXPECTED_NETWORK_CFG}
+    with build_iso(iso, extra) as image:
+        streamed = b"".join(image)  # the same image read back: the same dates in it
+        volume = struct.unpack_from("<I", streamed, 16 * BLOCK + 80)[0] * BLOCK
+        [(_, efi_rba, _)] = [entry for entry in boot_images(streamed) if entry[0] == 0xEF]
+        for offset, length in (
+            (0, 16 * BLOCK),
+            (16 * BLOCK, 8 * BLOCK),
+            (efi_rba * BLOCK - 3000, 7000),
+            (len(streamed) // 2 + 123, 100_000),
+            (len(streamed) - 40 * SECTOR, 40 * SECTOR),
+            (len(streamed) - 10, 100),
+            (volume - 1, 2),
+        ):
+            assert image.read_at(offset, length) == streamed[offset : offset + length], (offset, length)
+
+
 # --------------------------------------------------------------------------------------
 # Booting the portal's ISO in every mode the vendor's boots in
 # --------------------------------------------------------------------------------------
