@@ -320,6 +320,8 @@ class VendorBoot:
     vendor_modes: tuple[str, ...] = ()  # the modes the vendor's own ISO boots in
     # The vendor's volume modification dates by descriptor type (1 primary, 2 Joliet).
     modification_dates: tuple[tuple[int, bytes], ...] = ()
+    # What a hybrid ISO made anew lacks of the vendor's (its APM: Mac booting).
+    not_remade: tuple[str, ...] = ()
 
     def modes(self) -> tuple[str, ...]:
         """The modes the portal's ISO boots in (docs/sources-and-booting.md)."""
@@ -342,6 +344,8 @@ class VendorBoot:
         text = f"El Torito from the vendor ISO: {', '.join(names)}"
         if self.hybrid:
             text += "; hybrid MBR+GPT" if 0xEF in self.platforms else "; hybrid MBR"
+            if self.not_remade:
+                text += f"; not kept: {', '.join(self.not_remade)}"
         elif self.area is not None:
             text += f"; {self.area.description()}"
         return f"{text}; boot modes: {', '.join(self.modes()) or 'none'}"
@@ -408,7 +412,10 @@ def read_vendor_boot_from(handle: BinaryIO) -> VendorBoot:
         return VendorBoot((), hybrid=False)
     vendor_modes = [mode for mode, on in ((BIOS_CD, 0x00 in platforms), (UEFI_CD, 0xEF in platforms)) if on]
     area = None
+    not_remade: tuple[str, ...] = ()
     if hybrid:
+        if mbr[:2] == b"ER":  # -isohybrid-apm-hfsplus (Debian): pycdlib makes no APM
+            not_remade = ("APM (Mac)",)
         if any(mbr[:440]) and mbr[510:512] == b"\x55\xaa":  # the vendor's isohybrid MBR
             vendor_modes.append(BIOS_DISK)
             if _efi_partition(mbr):
@@ -420,7 +427,7 @@ def read_vendor_boot_from(handle: BinaryIO) -> VendorBoot:
                 mode for mode, on in ((BIOS_DISK, area.bios_disk()), (UEFI_DISK, area.uefi_disk())) if on
             ]
     ordered = tuple(mode for mode in MODES if mode in vendor_modes)
-    return VendorBoot(tuple(platforms), hybrid, area, initial, volume_bytes, ordered, dates)
+    return VendorBoot(tuple(platforms), hybrid, area, initial, volume_bytes, ordered, dates, not_remade)
 
 
 def _efi_partition(mbr: bytes) -> bool:
