@@ -168,7 +168,10 @@ def _lay_out_vendor_iso(path: str, extra_files: Mapping[str, bytes]) -> Layout:
     fails in force_consistency() once the ISO has an EFI entry; a GPT comes out with a
     wrong array CRC and a backup GPT where none fits). It is dropped, and made anew the
     way a directory source's is (:mod:`isos.engine.hybrid`) when the initial entry boots
-    an isohybrid isolinux.bin, whether the vendor's was hybrid or not.
+    an isohybrid isolinux.bin, whether the vendor's was hybrid or not. Any other system
+    area (GRUB2's layouts) is kept as the vendor wrote it and re-pointed at the new layout
+    (:mod:`isos.engine.system_area`, :func:`_keep_system_area`), or the source is refused;
+    so is one whose ISO would boot in fewer modes than the vendor's.
     """
     for key in extra_files:
         check_extra_path(key)

@@ -82,7 +82,8 @@ def open_vendor_source(path: str) -> tuple[BinaryIO, VendorOrigin]:
 
 def open_vendor_iso(iso: pycdlib.PyCdlib, handle: BinaryIO) -> None:
     """Parse the open vendor ISO into ``iso``, which then owns ``handle`` (closed with it,
-    or here if parsing fails), without its hybrid MBR/GPT (made anew if at all)."""
+    or here if parsing fails), without its hybrid MBR/GPT as pycdlib parsed it (made anew
+    by pycdlib for isolinux, or kept as the vendor wrote it by :mod:`isos.engine.system_area`)."""
     handle.seek(0)
     try:
         open_owned_fp(iso, handle)
