@@ -56,6 +56,8 @@ VERDICT = inline_serializer(
                     required=False, help_text="The ISO's file name, when the request is valid."
                 ),
             },
+            # A body that is not a JSON object gets the alert only.
+            required=False,
         ),
     },
 )

@@ -122,6 +122,18 @@ DATABASES = {
         conn_max_age=env_int("DATABASE_CONN_MAX_AGE", 60),
     )
 }
+# Per worker, the most connections to PostgreSQL open at once (0: no pool, a connection per
+# request). A gevent worker runs every request in a greenlet of its own: a thousand
+# downloads starting together take turns at the pool instead of each opening one and
+# passing PostgreSQL's max_connections. A pooled connection is reused, so no max age.
+DATABASE_POOL_SIZE = env_int("DATABASE_POOL_SIZE", 10, minimum=0)
+if DATABASES["default"]["ENGINE"] == "django.db.backends.postgresql" and DATABASE_POOL_SIZE:
+    DATABASES["default"]["CONN_MAX_AGE"] = 0
+    DATABASES["default"].setdefault("OPTIONS", {})["pool"] = {
+        "min_size": 1,
+        "max_size": DATABASE_POOL_SIZE,
+        "timeout": 30,
+    }
 if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
     # Several threads write audit records at once (runserver, tests' live server): wait for
     # the lock instead of failing, and take it up front so no transaction deadlocks.

@@ -25,7 +25,7 @@ import pycdlib
 import pycdlib.headervd
 import pytest
 
-from isos.engine import IsoImage, SourceError, StreamError, build_iso, describe_boot
+from isos.engine import IsoImage, SourceError, StreamError, build_iso, describe_boot, stream
 from isos.engine.stream import SMALLEST_CHUNK
 from tests.support.isoread import (
     TOOLS,
@@ -161,11 +161,13 @@ def chunk_sizes(largest: int) -> set[int]:
     return sizes
 
 
-def test_chunks_follow_the_reader(source: Path, tmp_path: Path) -> None:
+def test_chunks_follow_the_reader(source: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """A slow reader gets small chunks (little memory held per slow download), a fast one
     chunks that grow to chunk_size (little Python per byte)."""
+    # Judged over 0.1 ms instead of 250: an ISO of some MB is read fast for long enough.
+    monkeypatch.setattr(stream, "READER_WINDOW", 0.0001)
     big = source / "images" / "big.img"
-    big.write_bytes(pseudo_random_bytes("big", 8 * MiB))
+    big.write_bytes(pseudo_random_bytes("big", 24 * MiB))
     with build_iso(source, EXTRAS, chunk_size=1 * MiB) as image:
         chunks = iter(image)
         slow = []

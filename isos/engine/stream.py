@@ -57,13 +57,16 @@ def _zeros(size: int) -> memoryview:
     return memoryview(bytes(size))
 
 
-# Chunk sizes follow the reader: one that takes a chunk faster than FAST_READER bytes a
-# second gets the next one twice as big, up to the stream's chunk size; one slower than
-# SLOW_READER gets the smallest again. A slow reader (a BMC, a far-away link: the many)
-# then holds little memory, a fast one pays little Python per byte (docs/design.md).
+# Chunk sizes follow the reader: one that took more than FAST_READER bytes a second over
+# the last READER_WINDOW gets chunks twice as big, up to the stream's chunk size; one
+# slower than SLOW_READER gets the smallest again. A slow reader (a BMC, a far-away link:
+# the many) then holds little memory, a fast one pays little Python per byte. The window
+# is long enough that the socket buffers filling at the start (megabytes in milliseconds)
+# do not pass for a fast reader (docs/design.md, "The serving model").
 SMALLEST_CHUNK = 64 * 1024
 FAST_READER = 50_000_000
 SLOW_READER = 10_000_000
+READER_WINDOW = 0.1
 
 
 class _ChunkBuffer:
@@ -76,7 +79,8 @@ class _ChunkBuffer:
         self.fill = 0
         self.base = 0  # image offset of the buffer's first byte
         self._resize(min(SMALLEST_CHUNK, chunk_size))
-        self._handed_out: float | None = None  # when the last chunk went to the reader
+        self._window_started: float | None = None  # when the reader's window began
+        self._window_bytes = 0  # what the reader took in it
         self._last_chunk = 0
 
     def _resize(self, size: int) -> None:
@@ -86,17 +90,23 @@ class _ChunkBuffer:
         self.size = size
 
     def _follow_the_reader(self, chunk: int) -> None:
-        """Size the next chunk by how fast the reader took the last one (this ``chunk`` of
-        bytes is about to go out; its filling, from memory or page cache, takes next to
+        """Size the next chunks by how fast the reader took the last ones (this ``chunk`` of
+        bytes is about to go out; filling it, from memory or page cache, takes next to
         nothing beside the reader's time)."""
         now = time.monotonic()
-        if self._handed_out is not None:
-            rate = self._last_chunk / max(now - self._handed_out, 1e-9)
-            if rate > FAST_READER and self.size < self.largest:
-                self._resize(min(self.largest, self.size * 2))
-            elif rate < SLOW_READER and self.size > SMALLEST_CHUNK:
-                self._resize(SMALLEST_CHUNK)
-        self._handed_out, self._last_chunk = now, chunk
+        if self._window_started is None:
+            self._window_started = now
+        else:
+            self._window_bytes += self._last_chunk
+            elapsed = now - self._window_started
+            if elapsed >= READER_WINDOW:
+                rate = self._window_bytes / elapsed
+                if rate > FAST_READER and self.size < self.largest:
+                    self._resize(min(self.largest, self.size * 2))
+                elif rate < SLOW_READER and self.size > SMALLEST_CHUNK:
+                    self._resize(SMALLEST_CHUNK)
+                self._window_started, self._window_bytes = now, 0
+        self._last_chunk = chunk
 
     def advance(self, count: int) -> bytes | None:
         """Account for `count` bytes put at `fill`; return a chunk if the buffer is full."""

@@ -1,13 +1,16 @@
 """The servers isobench measures: the portal under gunicorn, and a plain file server.
 
-Both run as gunicorn processes on loopback. The portal gets its own SQLite database, a
-user in ``operations`` and the benchmark's kickstart files location; the file server
+Both run as gunicorn processes on loopback. The portal gets its own database (PostgreSQL
+as in production where one answers on 127.0.0.1:5432, SQLite otherwise), a user in
+``operations`` and the benchmark's kickstart files location; the file server
 sends finished reference ISOs with ``wsgi.file_wrapper`` (sendfile), which is how a
 server would send a file that genisoimage made.
 """
 
 from __future__ import annotations
 
+import contextlib
+import hashlib
 import os
 import subprocess
 import sys
@@ -15,6 +18,7 @@ from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
+import psycopg
 from django.conf import settings
 
 from tests.support.serving import Gunicorn
@@ -29,6 +33,34 @@ CREATE_USER = (
 )
 
 
+POSTGRES = "postgres://postgres@127.0.0.1:5432/"
+
+
+def postgres_name(workdir: Path) -> str:
+    return "isobench_" + hashlib.blake2b(str(workdir.resolve()).encode(), digest_size=6).hexdigest()
+
+
+def bench_database_url(workdir: Path) -> str:
+    """PostgreSQL where it answers (a database of this workdir's, made if missing), else SQLite."""
+    name = postgres_name(workdir)
+    try:
+        with psycopg.connect(POSTGRES + "postgres", autocommit=True, connect_timeout=2) as admin:
+            if admin.execute("SELECT 1 FROM pg_database WHERE datname = %s", (name,)).fetchone() is None:
+                admin.execute(f'CREATE DATABASE "{name}"')
+        return POSTGRES + name
+    except psycopg.OperationalError:
+        return f"sqlite:///{workdir / 'bench.sqlite3'}"
+
+
+def drop_bench_database(workdir: Path) -> None:
+    """Drop the workdir's PostgreSQL database, if one was made."""
+    with (
+        contextlib.suppress(psycopg.OperationalError),
+        psycopg.connect(POSTGRES + "postgres", autocommit=True, connect_timeout=2) as admin,
+    ):
+        admin.execute(f'DROP DATABASE IF EXISTS "{postgres_name(workdir)}" WITH (FORCE)')
+
+
 def start_portal(
     workdir: Path,
     kickstart: Path,
@@ -41,7 +73,7 @@ def start_portal(
     in the model it replaced (gthread: one download per thread), as a reference."""
     env = {
         "DJANGO_SETTINGS_MODULE": "portal.settings",
-        "DATABASE_URL": f"sqlite:///{workdir / 'bench.sqlite3'}",
+        "DATABASE_URL": bench_database_url(workdir),
         "KICKSTART_FILES_LOCATION": str(kickstart),
         "ISO_NAMESERVERS": "192.0.2.53",
         "SECRET_KEY": "isobench-" + "x" * 50,
@@ -56,9 +88,11 @@ def start_portal(
     }
     full_env = {**os.environ, **env}
     manage = [sys.executable, str(Path(settings.BASE_DIR) / "manage.py")]
-    if not (workdir / "bench.sqlite3").exists():
+    migrated = workdir / ".migrated"
+    if not migrated.exists():
         subprocess.run([*manage, "migrate", "-v0"], env=full_env, check=True)
         subprocess.run([sys.executable, "-c", CREATE_USER], env=full_env, check=True, cwd=settings.BASE_DIR)
+        migrated.touch()
     log = workdir / ("gunicorn-gthread.log" if threads else "gunicorn-portal.log")
     worker_class = "gthread" if threads else None
     return Gunicorn(

@@ -53,15 +53,20 @@ class Probes:
         self._thread = threading.Thread(target=self._run, daemon=True)
 
     def _timed(self, method: str, path: str, body: str | None) -> float:
+        """Seconds to the whole answer (to the timeout, counted as a failure, if none came)."""
         started = time.perf_counter()
         connection = http.client.HTTPConnection("127.0.0.1", self.port, timeout=30)
         headers = {"Content-Type": "application/json"} if body else {}
-        connection.request(method, path, body, headers)
-        response = connection.getresponse()
-        response.read()
-        connection.close()
-        if response.status != 200:
-            self.failures.append(f"{method} {path}: HTTP {response.status}")
+        try:
+            connection.request(method, path, body, headers)
+            response = connection.getresponse()
+            response.read()
+            if response.status != 200:
+                self.failures.append(f"{method} {path}: HTTP {response.status}")
+        except OSError as error:
+            self.failures.append(f"{method} {path}: {type(error).__name__}: {error}")
+        finally:
+            connection.close()
         return time.perf_counter() - started
 
     def _run(self) -> None:

@@ -21,7 +21,13 @@ from typing import Any
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
 from tests.bench import references, slow_clients
-from tests.bench.serving import BENCH_PASSWORD, BENCH_USER, start_file_server, start_portal
+from tests.bench.serving import (
+    BENCH_PASSWORD,
+    BENCH_USER,
+    drop_bench_database,
+    start_file_server,
+    start_portal,
+)
 from tests.support.downloads import Download, fetch, login
 from tests.support.processes import RssSampler, open_write_files
 from tests.support.workloads import MAKERS, WORKLOADS, make_netinstall, request_body, source_checksums
@@ -65,6 +71,8 @@ class Command(BaseCommand):
             failures = self.run(workdir, names, runs, quick)
         finally:
             if not options["workdir"]:
+                drop_bench_database(workdir)
+                drop_bench_database(workdir / "slow")
                 shutil.rmtree(workdir, ignore_errors=True)
         self.stdout.write(f"\nisobench took {time.perf_counter() - started:.0f} s")
         if failures:
