@@ -41,7 +41,7 @@ from tests.support.vendor_layouts import LAYOUTS, VendorLayout, vendor_layout_is
 SECTOR = 512
 BLOCK = 2048
 ALL_MODES = "boot modes: BIOS CD, BIOS disk/USB, UEFI CD, UEFI disk/USB"
-GRUB_LAYOUTS = ("grub-mkrescue", "grub2-appended", "ubuntu-live-server", "ubuntu-22.04")
+GRUB_LAYOUTS = ("grub-mkrescue", "grub2-appended", "ubuntu-live-server", "ubuntu-22.04", "fedora-lorax")
 APPENDED_LAYOUTS = ("grub2-appended", "ubuntu-live-server")
 
 
@@ -110,6 +110,19 @@ def check_gpt(image: bytes) -> list[tuple[bytes, int, int]]:
     return parts
 
 
+def gpt_partitions(image: bytes) -> list[tuple[bytes, int, int]]:
+    """The primary GPT's partitions as (type GUID, first, last), kept as xorriso made them
+    (the Gap fillers left out)."""
+    entries, count, size = struct.unpack_from("<QII", image, SECTOR + 72)
+    found = []
+    for at in range(entries * SECTOR, entries * SECTOR + count * size, size):
+        name = image[at + 56 : at + 128].decode("utf-16-le").rstrip("\0")
+        if any(image[at : at + 16]) and not name.startswith("Gap"):
+            first, last = struct.unpack_from("<QQ", image, at + 32)
+            found.append((image[at : at + 16], first, last))
+    return found
+
+
 def boot_images(image: bytes) -> list[tuple[int, int, int]]:
     """(platform, load RBA, sector count) of each El Torito boot entry."""
     catalog_sector = None
@@ -150,7 +163,7 @@ def xorriso_report(iso: Path, *what: str) -> str:
 
 
 @pytest.mark.django_db
-@pytest.mark.parametrize("layout", [*LAYOUTS, "ubuntu-22.04"])
+@pytest.mark.parametrize("layout", [*LAYOUTS, "ubuntu-22.04", "fedora-lorax"])
 def test_the_portals_iso_keeps_the_vendors_system_area_re_pointed(
     operations_client: Client, kickstart_location: Path, tmp_path: Path, layout: VendorLayout
 ) -> None:
@@ -169,10 +182,9 @@ def test_the_portals_iso_keeps_the_vendors_system_area_re_pointed(
 
     # The BIOS image, where the catalog says, with a boot info table summing right.
     [(_, bios_rba, _), (_, efi_rba, efi_count)] = boot_images(image)
+    bios_paths = {"debian-netinst": "isolinux/isolinux.bin", "grub2-appended": "images/eltorito.img"}
     bios = files[
-        {"debian-netinst": "isolinux/isolinux.bin", "grub2-appended": "images/eltorito.img"}.get(
-            layout, "boot/grub/i386-pc/eltorito.img"
-        )
+        {**bios_paths, "fedora-lorax": "images/eltorito.img"}.get(layout, "boot/grub/i386-pc/eltorito.img")
     ]
     assert image[bios_rba * BLOCK : bios_rba * BLOCK + 8] == bios[:8]
     table = struct.unpack_from("<IIII", bios, 8)
@@ -233,6 +245,19 @@ def test_the_portals_iso_keeps_the_vendors_system_area_re_pointed(
             # The in-tree efi.img, where it now is.
             assert first == efi_rba * 4
             assert image[first * SECTOR : (last + 1) * SECTOR] == files["efi.img"]
+        elif layout == "fedora-lorax":
+            # Both appended partitions (the EFI image, then macboot.img) after the ISO 9660
+            # partition, in the vendor's order and with the vendor's bytes.
+            vendor_gpt = [(f, la) for k, f, la in gpt_partitions(vendor) if f >= 64 + 8]
+            new_gpt = [(f, la) for _, f, la in gpt if f > 64]
+            assert len(new_gpt) == len(vendor_gpt) == 2 and new_gpt[0] == (first, last)
+            assert first == efi_rba * 4
+            for (old_first, old_last), (new_first, new_last) in zip(vendor_gpt, new_gpt, strict=True):
+                assert new_last - new_first == old_last - old_first
+                assert (
+                    image[new_first * SECTOR : (new_last + 1) * SECTOR]
+                    == vendor[old_first * SECTOR : (old_last + 1) * SECTOR]
+                )
         elif layout == "ubuntu-live-server":
             # Appended where the ISO 9660 partition (from the partition offset) ends; the
             # volume descriptor counts the whole image, as xorriso's does.

@@ -24,6 +24,7 @@ The isolinux hybrid layout is not handled here: its MBR and GPT are made anew
 
 from __future__ import annotations
 
+import dataclasses
 import uuid
 import zlib
 from dataclasses import dataclass, field
@@ -63,8 +64,9 @@ class Partition:
     start: int
     end: int
     efi: bool  # MBR type 0xEF or GPT's EFI system partition type
-    keep: bool  # False: dropped (HFS+, xorriso's Gap fillers)
+    keep: bool  # False: dropped (HFS+ inside the ISO, xorriso's Gap fillers)
     name: str
+    hfsplus: bool = False
 
 
 @dataclass(frozen=True)
@@ -182,13 +184,19 @@ def read_system_area(handle: BinaryIO, volume_bytes: int, boot_image: int | None
             name = entry[56:128].decode("utf-16-le", "replace").rstrip("\0")
             keep = True
             if type_guid == _HFSPLUS_TYPE:
-                keep = False
-                dropped.append("HFS+ (Mac)")
+                keep = False  # unless appended (below): an HFS+ tree inside the ISO cannot follow
             elif name.startswith("Gap") and name[3:].isdigit():
                 keep = False  # xorriso's filler between partitions: nothing points into it
             partitions.append(
                 Partition(
-                    "GPT", index, first * SECTOR, (last + 1) * SECTOR, type_guid == _EFI_TYPE, keep, name
+                    "GPT",
+                    index,
+                    first * SECTOR,
+                    (last + 1) * SECTOR,
+                    type_guid == _EFI_TYPE,
+                    keep,
+                    name,
+                    hfsplus=type_guid == _HFSPLUS_TYPE,
                 )
             )
     apm_blocks: list[tuple[int, int]] = []
@@ -199,10 +207,16 @@ def read_system_area(handle: BinaryIO, volume_bytes: int, boot_image: int | None
         apm_blocks = [(at, block) for at in range(block, SYSTEM_AREA, block) if head[at : at + 2] == b"PM"]
         dropped.append("APM (Mac)")
     data_end = volume_bytes
-    starts = {p.start for p in partitions if p.keep}
+    starts = {p.start for p in partitions if p.keep or p.hfsplus}
     for partition in partitions:
         if partition.keep and partition.start <= SYSTEM_AREA and partition.end in starts:
             data_end = min(data_end, partition.end)
+    for index, partition in enumerate(partitions):
+        if partition.table == "GPT" and partition.hfsplus:
+            if partition.start >= data_end:  # an appended HFS+ image (Fedora's macboot.img): kept
+                partitions[index] = dataclasses.replace(partition, keep=True)
+            else:
+                dropped.append("HFS+ (Mac)")
     for partition in partitions:
         if partition.keep and not _placeable(partition, data_end, file_bytes):
             raise unsupported(

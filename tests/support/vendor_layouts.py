@@ -9,6 +9,9 @@ and the ``xorriso`` flags one distribution family uses (docs/sources-and-booting
 - ``grub2-appended``: Fedora 37+ and RHEL 10 (lorax): ``--grub2-mbr``, BIOS GRUB in
   ``images/eltorito.img`` with ``--grub2-boot-info``, the EFI image appended as
   partition 2 (``-append_partition 2 0xef``) and El Torito's EFI entry pointing at it.
+- ``fedora-lorax``: lorax's builds of Fedora 37-39: as ``ubuntu-live-server`` below but
+  with BIOS GRUB in ``images/eltorito.img``, a hidden catalog and a second appended
+  partition, ``macboot.img`` (HFS+ type), for Macs.
 - ``ubuntu-live-server``: Ubuntu 22.04/24.04 (livecd-rootfs): as ``grub2-appended``
   but with ``-partition_offset 16``, the appended partition in a GPT
   (``-appended_part_as_gpt``) and a protective MBR.
@@ -40,7 +43,13 @@ from tests.support.bootkit import GRUB_CFG, STALE_TREE_SECONDS, bootkit_tree, ca
 from tests.support.tools import require_file, require_tool
 
 VendorLayout = Literal[
-    "grub-mkrescue", "grub2-appended", "ubuntu-live-server", "ubuntu-22.04", "debian-netinst", "unknown-mbr"
+    "grub-mkrescue",
+    "grub2-appended",
+    "fedora-lorax",
+    "ubuntu-live-server",
+    "ubuntu-22.04",
+    "debian-netinst",
+    "unknown-mbr",
 ]
 LAYOUTS: Final[tuple[VendorLayout, ...]] = (
     "grub-mkrescue",
@@ -159,6 +168,30 @@ def _ubuntu_live_server(kit: Path, work: Path, out: Path, extra: dict[str, bytes
     _run([*command, str(tree)])
 
 
+def _fedora_lorax(kit: Path, work: Path, out: Path, extra: dict[str, bytes]) -> None:
+    tree = work / "tree"
+    _kit_files(kit, tree, extra)
+    (tree / "images").mkdir(parents=True, exist_ok=True)
+    shutil.copyfile(_bios_grub_eltorito(work), tree / "images" / "eltorito.img")
+    macboot = work / "macboot.img"
+    macboot.write_bytes(hashlib.sha256(b"macboot").digest() * 32768)  # 1 MiB, stands in for HFS+
+    command = [require_tool("xorriso"), "-as", "mkisofs", "-o", str(out), "-R", "-J", "-V", "Fedora-39"]
+    command += ["--grub2-mbr", str(require_file(GRUB_PC / "boot_hybrid.img", "grub-pc-bin"))]
+    command += ["-partition_offset", "16", "-appended_part_as_gpt"]
+    command += [
+        "-append_partition",
+        "2",
+        "C12A7328-F81F-11D2-BA4B-00A0C93EC93B",
+        str(kit / "images" / "efiboot.img"),
+    ]
+    command += ["-append_partition", "3", "48465300-0000-11AA-AA11-00306543ECAC", str(macboot)]
+    command += ["-iso_mbr_part_type", "EBD0A0A2-B9E5-4433-87C0-68B6B72699C7"]
+    command += ["-c", "boot.cat", "--boot-catalog-hide", "-b", "images/eltorito.img", "-no-emul-boot"]
+    command += ["-boot-load-size", "4", "-boot-info-table", "--grub2-boot-info"]
+    command += ["-eltorito-alt-boot", "-e", "--interval:appended_partition_2:all::", "-no-emul-boot"]
+    _run([*command, str(tree)])
+
+
 def _ubuntu_22_04(kit: Path, work: Path, out: Path, extra: dict[str, bytes]) -> None:
     tree = work / "tree"
     _kit_files(kit, tree, extra)
@@ -225,6 +258,7 @@ def _debian_netinst(kit: Path, work: Path, out: Path, extra: dict[str, bytes]) -
 _BUILDERS: Final = {
     "grub-mkrescue": _grub_mkrescue,
     "grub2-appended": _grub2_appended,
+    "fedora-lorax": _fedora_lorax,
     "ubuntu-live-server": _ubuntu_live_server,
     "ubuntu-22.04": _ubuntu_22_04,
     "debian-netinst": _debian_netinst,
