@@ -42,6 +42,8 @@ class IsoBuild(models.Model):
         CLIENT_WENT_AWAY = "client_went_away", "client went away"
         # Its server process died mid-stream (or it stopped progressing): see isos.orphans.
         INTERRUPTED = "interrupted", "interrupted"
+        # Made as a URL for virtual media (isos.media): its bytes go out on each fetch.
+        URL_MADE = "url_made", "made as a URL"
 
     user = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL)
     username = models.CharField(max_length=150, help_text="Kept when the user is deleted.")
@@ -75,3 +77,49 @@ class IsoBuild(models.Model):
     def change_log_message(self) -> str:
         """The line Traffic Ops writes to its change log for a built ISO."""
         return f"ISO: {self.fqdn}, ID: N/A, ACTION: Created ISO, keys: {{ OS:{self.osversion_dir} }}"
+
+
+class IsoMedia(models.Model):
+    """An ISO URL for virtual media: a token whose bytes are made on demand, the same bytes
+    for life (docs/design.md, "Byte-identical for life"; isos.media).
+
+    Holds what the bytes depend on (the rendered ks_scripts files, whose password is only
+    its crypt hash; the source, its fingerprint and the layout's time), never the token
+    (only its SHA-256) nor the clear password.
+    """
+
+    token_hash = models.CharField(max_length=64, unique=True, help_text="SHA-256 of the URL's token.")
+    user = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL)
+    username = models.CharField(max_length=150, help_text="Kept when the user is deleted.")
+    build = models.ForeignKey(
+        IsoBuild, null=True, blank=True, on_delete=models.SET_NULL, related_name="media"
+    )
+    created_at = models.DateTimeField(auto_now_add=True, db_index=True)
+    expires_at = models.DateTimeField(db_index=True)
+    revoked_at = models.DateTimeField(null=True, blank=True)
+    revoked_by = models.CharField(max_length=150, blank=True)
+    iso_name = models.CharField(max_length=1100)
+    fqdn = models.CharField(max_length=253, blank=True, db_index=True)
+    osversion_dir = models.CharField(max_length=1024, blank=True)
+    # What the bytes depend on.
+    source_path = models.CharField(max_length=4096, help_text="The source's real path when made.")
+    source_fingerprint = models.CharField(max_length=64)
+    volume_id = models.CharField(max_length=32)
+    layout_time = models.BigIntegerField(help_text="The layout's clock (Unix seconds): its timestamps.")
+    layout_digest = models.CharField(max_length=64, help_text="SHA-256 of the layout's metadata and patches.")
+    files = models.JSONField(default=dict, help_text="ks_scripts files, base64 (password as its crypt hash).")
+    size = models.BigIntegerField()
+    sha256 = models.CharField(max_length=64)
+    # Use: one record per URL, updated per request.
+    fetch_count = models.PositiveIntegerField(default=0)
+    bytes_served = models.BigIntegerField(default=0)
+    last_client = models.GenericIPAddressField(null=True, blank=True)
+    last_fetched_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-created_at", "-id"]
+        verbose_name = "ISO URL"
+        verbose_name_plural = "ISO URLs"
+
+    def __str__(self) -> str:
+        return f"{self.iso_name} (URL #{self.pk})"
