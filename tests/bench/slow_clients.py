@@ -96,6 +96,10 @@ class Probes:
         )
 
 
+def job_seconds(seconds: float) -> float:
+    return seconds + 10
+
+
 def rss_target(streams: int) -> float:
     return RSS_BASE + RSS_PER_STREAM * streams
 
@@ -104,8 +108,11 @@ def open_sockets(pid: int) -> int:
     return sum(1 for target in open_descriptor_targets(pid) if target.startswith("socket:"))
 
 
-def run(workdir: Path, quick: bool) -> tuple[list[str], list[str]]:
-    """The workload's report lines, and what was wrong (not byte-correct, refused, ...)."""
+def run(workdir: Path, quick: bool, threads: int | None = None) -> tuple[list[str], list[str]]:
+    """The workload's report lines, and what was wrong (not byte-correct, refused, ...).
+
+    ``threads``: the serving model the portal had before (gthread, two workers of that many
+    threads) instead of the production one, for the figures before and after."""
     clients, seconds, to_end, rounds = QUICK if quick else FULL
     kickstart = workdir / "slow-kickstart"
     source = kickstart / SOURCE
@@ -114,7 +121,7 @@ def run(workdir: Path, quick: bool) -> tuple[list[str], list[str]]:
     (kickstart / "osversions.json").write_text(json.dumps({SOURCE: SOURCE}))
     expected = source_checksums(source)
     (workdir / "slow").mkdir(exist_ok=True)
-    portal = start_portal(workdir / "slow", kickstart, workers=2)
+    portal = start_portal(workdir / "slow", kickstart, workers=2, threads=threads)
     lines, failures = [], []
     try:
         cookie = login(portal.url, BENCH_USER, BENCH_PASSWORD)
@@ -137,6 +144,8 @@ def run(workdir: Path, quick: bool) -> tuple[list[str], list[str]]:
                 to_end=to_end,
                 expected=expected,
                 connect_over=3.0,
+                # Under gthread most wait for a thread: they give up after the round's time.
+                answer_within=job_seconds(seconds),
             )
             samplers = [RssSampler(pid) for pid in workers]
             started = time.perf_counter()
@@ -149,6 +158,7 @@ def run(workdir: Path, quick: bool) -> tuple[list[str], list[str]]:
                 results = slow.results(timeout=seconds + 180)
             wall = time.perf_counter() - started
             ok = sum(1 for r in results if r.status == 200)
+            unanswered = sum(1 for r in results if r.status == 0)
             whole = [r for r in results if r.read_to_end]
             correct = sum(1 for r in whole if not r.problems)
             statuses = sorted({r.status for r in results if r.status != 200})
@@ -159,8 +169,9 @@ def run(workdir: Path, quick: bool) -> tuple[list[str], list[str]]:
                 for s, n in zip(samplers, streams, strict=True)
             )
             lines.append(
-                f"round {number}: {ok}/{clients} answered 200, {correct}/{len(whole)} read to the end "
-                f"byte-correct, {received / MB:,.0f} MB in {wall:.0f} s; worker peak RSS {rss}"
+                f"round {number}: {ok}/{clients} answered 200 ({unanswered} no answer within "
+                f"{job_seconds(seconds):.0f} s), {correct}/{len(whole)} read to the end byte-correct, "
+                f"{received / MB:,.0f} MB in {wall:.0f} s; worker peak RSS {rss}"
             )
             failures += [f"slow-clients: {ok}/{clients} downloads answered 200 (others: {statuses})"] * (
                 ok < clients

@@ -36,6 +36,7 @@ class SlowJob:
     to_end: int = 0
     expected: dict[str, tuple[int, int]] | None = None  # source_checksums(), for to_end
     connect_over: float = 2.0  # the clients start spread over this many seconds
+    answer_within: float = 60.0  # a client that has no answer by then gives up (status 0)
 
 
 @dataclass
@@ -81,7 +82,11 @@ async def one_client(job: SlowJob, index: int) -> SlowResult:
     try:
         await loop.sock_connect(sock, ("127.0.0.1", job.port))
         await loop.sock_sendall(sock, request_bytes(job, index))
-        result.status, headers, rest = await read_head(loop, sock)
+        try:
+            result.status, headers, rest = await asyncio.wait_for(read_head(loop, sock), job.answer_within)
+        except TimeoutError:
+            result.problems.append(f"no answer within {job.answer_within:.0f} s")
+            return result
         result.content_length = int(headers.get("content-length", 0))
         if result.status != 200:
             body = rest

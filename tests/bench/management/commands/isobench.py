@@ -57,6 +57,12 @@ class Command(BaseCommand):
             "--workloads", default="netinstall,many-files,huge,slow-clients", help="Comma-separated."
         )
         parser.add_argument("--workdir", help="Where to make the trees (default: a temporary folder).")
+        parser.add_argument(
+            "--slow-clients-threads",
+            type=int,
+            default=0,
+            help="slow-clients against the model before (gthread, 2 workers of this many threads).",
+        )
 
     def handle(self, *args: Any, **options: Any) -> None:
         quick = bool(options["quick"])
@@ -68,7 +74,7 @@ class Command(BaseCommand):
         workdir = Path(options["workdir"] or tempfile.mkdtemp(prefix="isobench-"))
         started = time.perf_counter()
         try:
-            failures = self.run(workdir, names, runs, quick)
+            failures = self.run(workdir, names, runs, quick, options["slow_clients_threads"] or None)
         finally:
             if not options["workdir"]:
                 drop_bench_database(workdir)
@@ -78,12 +84,14 @@ class Command(BaseCommand):
         if failures:
             raise CommandError("not byte-correct: " + "; ".join(failures))
 
-    def run(self, workdir: Path, names: list[str], runs: int, quick: bool) -> list[str]:
+    def run(
+        self, workdir: Path, names: list[str], runs: int, quick: bool, threads: int | None = None
+    ) -> list[str]:
         failures: list[str] = []
         if SLOW_CLIENTS in names:
             names = [name for name in names if name != SLOW_CLIENTS]
             self.stdout.write("measuring slow-clients ...")
-            lines, failures = slow_clients.run(workdir, quick)
+            lines, failures = slow_clients.run(workdir, quick, threads)
             self.stdout.write("\n".join(["", "slow clients:", *lines]))
         return failures + (self.run_sources(workdir, names, runs, quick) if names else [])
 
