@@ -2,7 +2,9 @@
 
 One :class:`~isos.engine.template.LayoutTemplate` per source and set of extra file names,
 checked against a cheap fingerprint of the source on every request, bounded by count and
-memory (docs/design.md, "When a cached template is stale").
+memory (docs/design.md, "When a cached template is stale"). An ISO URL pins its template
+(:class:`Pin`): the same source, laid out at the same time, gives the same bytes
+(docs/design.md, "Byte-identical for life").
 """
 
 from __future__ import annotations
@@ -17,6 +19,7 @@ from dataclasses import dataclass
 
 from isos.engine.boot_plan import content_inputs
 from isos.engine.build import build_iso
+from isos.engine.errors import SourceError
 from isos.engine.layout_process import make_layout_template_in_child
 from isos.engine.stream import IsoImage
 from isos.engine.template import TEMPLATE_EXTRA_MAX, LayoutTemplate
@@ -79,8 +82,24 @@ def source_fingerprint(source_dir: str) -> str | None:
     return hashlib.blake2b(text, digest_size=16).hexdigest()
 
 
-# A cache key: the source's real path, the extra files' names, the volume id.
-_Key = tuple[str, tuple[str, ...], str]
+# A cache key: the source's real path, the extra files' names, the volume id, and the
+# layout's time for a pinned template (None: whichever layout is current).
+_Key = tuple[str, tuple[str, ...], str, int | None]
+
+
+@dataclass(frozen=True)
+class Pin:
+    """What an image's bytes depend on besides its extra files: kept by an ISO URL."""
+
+    source: str  # real path
+    fingerprint: str
+    volume_id: str
+    layout_time: int
+    digest: str  # LayoutTemplate.digest
+
+
+class SourceChanged(Exception):
+    """The source is no longer the one pinned: its bytes would differ. Says how."""
 
 
 @dataclass(frozen=True)
@@ -150,7 +169,76 @@ class LayoutCache:
             return template.instantiate(extra_files, chunk_size=chunk_size)
         if fingerprint is None:  # unreadable (build_iso says why) or still settling
             return build_iso(source_dir, extra_files, volume_id=volume_id, chunk_size=chunk_size)
-        key = (source, tuple(sorted(extra_files)), volume_id)
+        key = (source, tuple(sorted(extra_files)), volume_id, None)
+        kept = self._template(key, fingerprint, list(extra_files))
+        return kept.instantiate(
+            extra_files, chunk_size=chunk_size, on_stale=lambda: self._forget(key, fingerprint)
+        )
+
+    def pinned_iso(
+        self,
+        source_dir: str | os.PathLike[str],
+        extra_files: Mapping[str, bytes],
+        *,
+        volume_id: str = "CDROM",
+        chunk_size: int | None = None,
+    ) -> tuple[IsoImage, Pin]:
+        """Like :meth:`build_iso`, and what it depends on, to make it again (:meth:`pinned_image`).
+
+        Raises SourceError when the source cannot be pinned: unreadable, changed within
+        the last second, or extra files that do not fit a template.
+        """
+        if not all(1 <= len(data) <= TEMPLATE_EXTRA_MAX for data in extra_files.values()):
+            raise SourceError("the kickstart files do not fit one block each: no URL can be made")
+        source = os.path.realpath(os.fspath(source_dir))
+        try:
+            fingerprint = source_fingerprint(source)
+        except OSError as error:
+            raise SourceError(f"cannot read the source ({error.strerror})") from error
+        if fingerprint is None:
+            raise SourceError("the source changed within the last second")
+        key = (source, tuple(sorted(extra_files)), volume_id, None)
+        kept = self._template(key, fingerprint, list(extra_files))
+        if kept.layout_time is None:
+            raise SourceError("this layout's timestamps cannot be made again")
+        image = kept.instantiate(
+            extra_files,
+            chunk_size=chunk_size or self.chunk_size,
+            on_stale=lambda: self._forget(key, fingerprint),
+        )
+        return image, Pin(source, fingerprint, volume_id, kept.layout_time, kept.digest)
+
+    def pinned_image(
+        self, pin: Pin, extra_files: Mapping[str, bytes], *, chunk_size: int | None = None
+    ) -> IsoImage:
+        """The image ``pin`` was made from, byte for byte; raises SourceChanged when the
+        source is no longer the one pinned (or, laid out again, would give other bytes)."""
+        try:
+            fingerprint = source_fingerprint(pin.source)
+        except OSError:
+            fingerprint = None
+        if fingerprint != pin.fingerprint:
+            raise SourceChanged("the source's fingerprint changed")
+        names = tuple(sorted(extra_files))
+        current = (pin.source, names, pin.volume_id, None)
+        kept = self._cached(current, fingerprint)
+        key = current
+        if kept is None or kept.layout_time != pin.layout_time:
+            # Laid out again at the pinned time, kept beside the current layout.
+            key = (pin.source, names, pin.volume_id, pin.layout_time)
+            kept = self._template(key, fingerprint, list(extra_files))
+        if kept.digest != pin.digest:
+            self._forget(key, fingerprint)
+            raise SourceChanged("laid out again, the source gives other bytes")
+        return kept.instantiate(
+            extra_files,
+            chunk_size=chunk_size or self.chunk_size,
+            on_stale=lambda: self._forget(key, fingerprint),
+        )
+
+    def _template(self, key: _Key, fingerprint: str, names: list[str]) -> LayoutTemplate:
+        """The template for ``key`` laid out from ``fingerprint``: cached, or laid out now."""
+        source, _, volume_id, layout_time = key
         kept = self._cached(key, fingerprint)
         if kept is None:
             # One layout per source at a time: a hundred requests that miss at once (a gevent
@@ -160,11 +248,12 @@ class LayoutCache:
                 kept = self._cached(key, fingerprint)
                 if kept is None:
                     # In a child process: the worker's memory never holds pycdlib's objects.
-                    kept = self.make_template(source, list(extra_files), volume_id=volume_id)
+                    if layout_time is None:
+                        kept = self.make_template(source, names, volume_id=volume_id)
+                    else:
+                        kept = self.make_template(source, names, volume_id=volume_id, layout_time=layout_time)
                     self._keep(key, fingerprint, kept)
-        return kept.instantiate(
-            extra_files, chunk_size=chunk_size, on_stale=lambda: self._forget(key, fingerprint)
-        )
+        return kept
 
     def _cached(self, key: _Key, fingerprint: str) -> LayoutTemplate | None:
         """The template kept for ``key`` if it was laid out from this ``fingerprint`` (a hit)."""

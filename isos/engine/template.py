@@ -9,6 +9,8 @@ without pycdlib (docs/design.md, "The engine").
 
 from __future__ import annotations
 
+import functools
+import hashlib
 import os
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
@@ -48,6 +50,23 @@ class LayoutTemplate:
     extra_offsets: Mapping[str, int]  # name → offset of its data block
     length_fields: Mapping[str, tuple[int, ...]]  # name → offsets of its data-length fields
     source: SourceRoot | None = None  # the directory source as scanned (None: a vendor ISO)
+    layout_time: int | None = None  # the clock every timestamp was taken from, if it stood still
+
+    @functools.cached_property
+    def digest(self) -> str:
+        """SHA-256 of everything but the extra files that makes the image's bytes: two
+        templates with one digest give the same bytes for the same extra files."""
+        digest = hashlib.sha256(f"{self.size}".encode())
+        for piece in self.plan:
+            if isinstance(piece, Metadata):
+                digest.update(b"m%d:%d:" % (piece.offset, len(piece.data)) + piece.data)
+            else:
+                name = piece.rel.encode("utf-8", "surrogateescape")
+                numbers = (piece.offset, piece.length, piece.mode, piece.origin_offset, len(name))
+                digest.update(b"f%d:%d:%d:%d:%d:" % numbers + name)
+        for offset, data in self.patches:
+            digest.update(b"p%d:%d:" % (offset, len(data)) + data)
+        return digest.hexdigest()
 
     @property
     def footprint(self) -> int:
