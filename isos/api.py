@@ -36,6 +36,7 @@ from isos.generation import (
     failures_audited,
     iso_download_response,
 )
+from isos.media import MediaRefused, base_url, media_url_response, stream_choice
 from isos.models import PERMISSION_LABELS, READ_ISO, IsoBuild
 from isos.openapi import ISO_SCHEMA
 from isos.renderers import BINARY_RENDERERS, IsoFormBrowsableAPIRenderer
@@ -112,13 +113,19 @@ class GenerateIsoView(APIView):
         try:
             with failures_audited(attempt):
                 catalog = catalog_for_attempt(attempt)
-                serializer = checked_request(attempt, body, catalog)
-                if not serializer.is_valid():
+                as_url, stream_problems = stream_choice(body)
+                serializer = checked_request(attempt, body, catalog, stream_problems)
+                if not serializer.is_valid() or stream_problems:
                     # The same alert as JSON; the serializer rides along so that the
                     # browsable API can show each message beside its field.
-                    alert = ReturnDict(alerts_body(serializer.alert_text), serializer=serializer)
+                    texts = [serializer.alert_text] if not serializer.is_valid() else []
+                    alert = ReturnDict(alerts_body(", ".join(texts + stream_problems)), serializer=serializer)
                     return Response(alert, status=status.HTTP_400_BAD_REQUEST)
+                if as_url:
+                    return media_url_response(attempt, serializer.iso_request(), base_url(request._request))
                 return iso_download_response(attempt, serializer.iso_request())
+        except MediaRefused as refusal:
+            return alert_response(status.HTTP_400_BAD_REQUEST, str(refusal))
         except StreamRefused as refusal:
             response = alert_response(refusal.status, refusal.message)
             response["Retry-After"] = str(refusal.retry_after)

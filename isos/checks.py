@@ -15,6 +15,7 @@ from django.conf import settings
 from django.core.checks import CheckMessage, Error, Tags, Warning, register
 
 from isos.engine.boot_plan import VOLUME_ID, VOLUME_ID_RULE
+from isos.media_base import MEDIA_BASE_URL, MEDIA_BASE_URL_RULE
 from isos.passwords import HASH_SCHEMES
 
 
@@ -43,6 +44,11 @@ RULES: dict[str, tuple[Callable[[Any], bool], str]] = {
     "ISO_SEND_TIMEOUT": (lambda value: _is_count(value, 1), "a whole number of seconds, at least 1"),
     "ISO_MAX_STREAMS_PER_USER": (lambda value: _is_count(value, 0), "a whole number, at least 0 (no limit)"),
     "ISO_MAX_STREAMS": (lambda value: _is_count(value, 1), "a whole number, at least 1"),
+    "ISO_MEDIA_BASE_URL": (
+        lambda value: isinstance(value, str) and bool(MEDIA_BASE_URL.fullmatch(value)),
+        MEDIA_BASE_URL_RULE,
+    ),
+    "ISO_MEDIA_TTL": (lambda value: _is_count(value, 60), "a whole number of seconds, at least 60"),
 }
 
 

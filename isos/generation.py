@@ -173,14 +173,15 @@ def audit_validation(
 
 @sensitive_variables("data", "serializer")
 def checked_request(
-    attempt: Attempt, data: Mapping[str, Any], catalog: Mapping[str, str]
+    attempt: Attempt, data: Mapping[str, Any], catalog: Mapping[str, str], other_refusals: Sequence[str] = ()
 ) -> IsoRequestSerializer:
-    """The serializer, validated against this user's OS versions; a refusal is audited.
+    """The serializer, validated against this user's OS versions; a refusal (of its rules
+    or ``other_refusals``, e.g. the API's ``stream``) is audited.
 
     Afterwards ``is_valid()`` answers from its cache and ``errors``/``alert_text`` say why.
     """
     serializer = request_serializer(data, catalog)
-    audit_validation(attempt, serializer)
+    audit_validation(attempt, serializer, other_refusals)
     return serializer
 
 

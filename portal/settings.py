@@ -15,6 +15,7 @@ import dj_database_url
 from csp.constants import NONCE
 
 from isos.engine.boot_plan import VOLUME_ID, VOLUME_ID_RULE
+from isos.media_base import MEDIA_BASE_URL, MEDIA_BASE_URL_RULE
 from isos.passwords import HASH_SCHEMES
 from portal.environment import (
     env_bool,
@@ -317,6 +318,10 @@ ISO_SEND_TIMEOUT = env_int("ISO_SEND_TIMEOUT", 300, minimum=1)
 # worker (503 beyond; never more than the worker's file descriptors hold). isos.stream_limits.
 ISO_MAX_STREAMS_PER_USER = env_int("ISO_MAX_STREAMS_PER_USER", 8, minimum=0)
 ISO_MAX_STREAMS = env_int("ISO_MAX_STREAMS", 1000, minimum=1)
+# ISO URLs for virtual media (isos.media): the scheme and host a BMC reaches the portal by
+# (empty: the request's own), and how long a URL lives, in seconds.
+ISO_MEDIA_BASE_URL = env_matching("ISO_MEDIA_BASE_URL", "", MEDIA_BASE_URL, MEDIA_BASE_URL_RULE)
+ISO_MEDIA_TTL = env_int("ISO_MEDIA_TTL", 24 * 3600, minimum=60)
 
 LOG_LEVELS = {"debug", "info", "warning", "error", "critical"}
 LOGGING = {

@@ -59,7 +59,7 @@ def test_every_kind_of_variable_is_covered() -> None:
     assert len(variables_read_by("env_bool")) >= 6
     assert len(variables_read_by("env_int")) >= 7
     assert {"ROOT_PASSWORD_HASH", "LOG_LEVEL"} <= set(variables_read_by("env_choice"))
-    assert variables_read_by("env_matching") == ["ISO_VOLUME_ID"]
+    assert variables_read_by("env_matching") == ["ISO_VOLUME_ID", "ISO_MEDIA_BASE_URL"]
     # Nothing read around the strict readers.
     assert "os.environ" not in SETTINGS_SOURCE
 

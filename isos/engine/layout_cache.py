@@ -220,7 +220,7 @@ class LayoutCache:
         if fingerprint != pin.fingerprint:
             raise SourceChanged("the source's fingerprint changed")
         names = tuple(sorted(extra_files))
-        current = (pin.source, names, pin.volume_id, None)
+        current: _Key = (pin.source, names, pin.volume_id, None)
         kept = self._cached(current, fingerprint)
         key = current
         if kept is None or kept.layout_time != pin.layout_time:
