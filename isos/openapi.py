@@ -12,7 +12,8 @@ from typing import Any
 
 from drf_spectacular.extensions import OpenApiSerializerExtension
 from drf_spectacular.types import OpenApiTypes
-from drf_spectacular.utils import OpenApiParameter, OpenApiResponse
+from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, inline_serializer
+from rest_framework import serializers
 
 from isos.serializers import FIELD_ATTRIBUTES, MTU_RANGE, REQUIRED_FIELDS, IsoRequestSerializer, RuleField
 from portal.trafficops.openapi import INTERNAL_ERROR, UNAUTHORIZED, alerts, forbidden, schema_common
@@ -50,6 +51,11 @@ class IsoRequestSerializerExtension(OpenApiSerializerExtension):  # type: ignore
                 schema.update(format="password", writeOnly=True)
             schema.setdefault("description", str(field.label))
             properties[name] = schema
+        properties["stream"] = {
+            "type": "string",
+            "enum": ["yes", "no"],
+            "description": 'yes (or absent): the ISO, streamed; no: a URL for virtual media (JSON).',
+        }
         return {
             "type": "object",
             "description": (
@@ -72,9 +78,29 @@ ISO_SCHEMA: dict[str, Any] = {
             OpenApiTypes.BINARY,
             description='The ISO, named "<hostName>.<domainName>-<osversionDir>.iso" (every / as _).',
         ),
+        (200, "application/json"): OpenApiResponse(
+            inline_serializer(
+                "IsoUrl",
+                {
+                    "alerts": serializers.ListField(child=serializers.DictField()),
+                    "response": inline_serializer(
+                        "IsoUrlResponse",
+                        {
+                            "isoName": serializers.CharField(),
+                            "isoURL": serializers.URLField(help_text="GET or HEAD: no session; ranges"),
+                            "size": serializers.IntegerField(),
+                            "sha256": serializers.CharField(),
+                            "expires": serializers.DateTimeField(help_text="RFC 3339, UTC."),
+                        },
+                    ),
+                },
+            ),
+            description='With "stream": "no": a URL a BMC mounts as virtual media (docs/api.md).',
+        ),
         (400, "application/json"): alerts(
             "The body is not a JSON object, a field rule is broken, or the osversionDir is not offered.",
             "validating: hostName is required, rootPass is required",
+            "stream must be yes or no",
             'invalid OS version directory: "centos72"',
             "decoding: expected a JSON object",
         ),

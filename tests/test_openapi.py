@@ -26,6 +26,7 @@ ROUTES = {
     ("osversions", "get"): {"200", "401", "403", "500"},
     ("isos", "post"): {"200", "400", "401", "403", "413", "415", "429", "500", "503"},
     ("isos/validate", "post"): {"200", "400", "401", "403", "413", "415", "500"},
+    ("isos/urls/{media_id}", "delete"): {"200", "401", "404"},
 }
 
 
@@ -77,8 +78,10 @@ def test_every_route_with_its_method_and_statuses(client: Client) -> None:
 @pytest.mark.parametrize("version", API_VERSIONS)
 @pytest.mark.parametrize("route", sorted({route for route, _ in ROUTES}))
 def test_documented_paths_exist_under_every_version(version: str, route: str) -> None:
-    assert resolve(f"/api/{version}/{route}").kwargs == {"version": version}
-    assert resolve(f"/api/{version}/{route}/").kwargs == {"version": version}
+    kwargs = {"version": version, **({"media_id": "7"} if "{media_id}" in route else {})}
+    route = route.replace("{media_id}", "7")
+    assert resolve(f"/api/{version}/{route}").kwargs == kwargs
+    assert resolve(f"/api/{version}/{route}/").kwargs == kwargs
 
 
 def test_alert_shape(client: Client) -> None:
@@ -117,13 +120,15 @@ def test_osversions_response(client: Client) -> None:
     assert shape["properties"]["response"]["additionalProperties"] == {"type": "string"}
 
 
-def test_isos_request_lists_all_17_fields(client: Client) -> None:
+def test_isos_request_lists_all_17_fields_and_stream(client: Client) -> None:
     document = schema(client)
     operation = document["paths"]["/api/{version}/isos"]["post"]
     ref = operation["requestBody"]["content"]["application/json"]["schema"]["$ref"]
     body = document["components"]["schemas"][ref.rsplit("/", 1)[1]]
-    assert len(body["properties"]) == 17
-    assert list(body["properties"]) == list(FIELD_ATTRIBUTES) == list(IsoRequestSerializer().fields)
+    assert len(body["properties"]) == 17 + 1
+    assert list(body["properties"]) == [*FIELD_ATTRIBUTES, "stream"]
+    assert list(body["properties"])[:17] == list(IsoRequestSerializer().fields)
+    assert "a URL for virtual media" in str(body["properties"]["stream"])
     assert body["required"] == REQUIRED_FIELDS
     assert body["properties"]["rootPass"]["writeOnly"] is True
     assert {"type": "boolean"} in body["properties"]["dhcp"]["oneOf"]
@@ -134,7 +139,10 @@ def test_isos_request_lists_all_17_fields(client: Client) -> None:
 def test_isos_answer_is_a_download_with_its_headers(client: Client) -> None:
     operation = schema(client)["paths"]["/api/{version}/isos"]["post"]
     ok = operation["responses"]["200"]
-    assert ok["content"] == {"application/download": {"schema": {"type": "string", "format": "binary"}}}
+    assert ok["content"]["application/download"] == {"schema": {"type": "string", "format": "binary"}}
+    # "stream": "no": the URL's JSON answer.
+    url_answer = ok["content"]["application/json"]["schema"]["$ref"].rsplit("/", 1)[1]
+    assert url_answer == "IsoUrl"
     assert set(ok["headers"]) == {"Content-Disposition", "Content-Length"}
     forbidden = operation["responses"]["403"]["content"]["application/json"]["examples"]
     assert [e["value"]["alerts"][0]["text"] for e in forbidden.values()] == [
