@@ -342,6 +342,8 @@ LOGGING = {
         "django": {"handlers": ["console"], "level": "INFO", "propagate": False},
         # One key=value line per ISO attempt (docs/operations.md), whatever LOG_LEVEL says.
         "isos.requests": {"level": "INFO"},
+        # One line per request to an ISO URL (isos.media_views), naming its record, never its token.
+        "isos.media": {"level": "INFO"},
         # django-axes: no start-up banner on every command, no four lines per login; its
         # warnings still show. The portal logs logins and lockouts itself (portal.login_log).
         "axes": {"level": "WARNING"},
