@@ -55,7 +55,9 @@ class Boot:
         )
 
 
-def qemu_command(iso: Path, workdir: Path, firmware: Firmware, medium: Medium) -> list[str]:
+def qemu_command(iso: Path | str, workdir: Path, firmware: Firmware, medium: Medium) -> list[str]:
+    """``iso`` is a file, or an http:// URL for the CD (QEMU's curl block driver, Debian's
+    qemu-block-extra, reads it by Range requests as a BMC does)."""
     command = [
         QEMU,
         *("-machine", "pc", "-accel", "tcg", "-m", "512"),
@@ -89,7 +91,7 @@ def qemu_command(iso: Path, workdir: Path, firmware: Firmware, medium: Medium) -
     return command
 
 
-def boot(iso: Path, workdir: Path, firmware: Firmware, medium: Medium) -> Boot:
+def boot(iso: Path | str, workdir: Path, firmware: Firmware, medium: Medium) -> Boot:
     """Boot ``iso`` until the machine powers off, a dead end shows, or the time is up."""
     if shutil.which(QEMU) is None:
         unavailable(f"{QEMU} is not installed (apt-get install qemu-system-x86)")
