@@ -28,8 +28,10 @@ MB = 1_000_000
 SOURCE = "slow64"
 SCALE = 0.061  # netinstall's shape (~300 files) at about 64 MB
 RATE = 1_000_000
-# (clients, seconds of slow reading, readers to the end, rounds): the issue's, and --quick's.
-FULL, QUICK = (1000, 20.0, 50, 2), (100, 8.0, 10, 1)
+# (clients, seconds of slow reading, readers to the end, rounds, seconds over which the
+# clients start: BMCs and operators arrive over time, not in one instant): the issue's, and
+# --quick's.
+FULL, QUICK = (1000, 20.0, 50, 2, 10.0), (100, 8.0, 10, 1, 3.0)
 HEALTH_P99_TARGET, LOGIN_P99_TARGET = 0.100, 0.300
 RSS_BASE, RSS_PER_STREAM = 100 * MB, 0.25 * MB
 
@@ -113,7 +115,7 @@ def run(workdir: Path, quick: bool, threads: int | None = None) -> tuple[list[st
 
     ``threads``: the serving model the portal had before (gthread, two workers of that many
     threads) instead of the production one, for the figures before and after."""
-    clients, seconds, to_end, rounds = QUICK if quick else FULL
+    clients, seconds, to_end, rounds, arriving = QUICK if quick else FULL
     kickstart = workdir / "slow-kickstart"
     source = kickstart / SOURCE
     if not source.exists():
@@ -143,7 +145,7 @@ def run(workdir: Path, quick: bool, threads: int | None = None) -> tuple[list[st
                 seconds=seconds,
                 to_end=to_end,
                 expected=expected,
-                connect_over=3.0,
+                connect_over=arriving,
                 # Under gthread most wait for a thread: they give up after the round's time.
                 answer_within=job_seconds(seconds),
             )
