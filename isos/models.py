@@ -123,3 +123,38 @@ class IsoMedia(models.Model):
 
     def __str__(self) -> str:
         return f"{self.iso_name} (URL #{self.pk})"
+
+
+class RedfishMount(models.Model):
+    """One request to mount an ISO URL on a BMC (isos.redfish): who, which URL, which BMC,
+    and each step's outcome. Never the BMC's password, nor the URL's token."""
+
+    class Outcome(models.TextChoices):
+        MOUNTED = "mounted", "mounted"
+        FAILED = "failed", "failed"
+        REFUSED = "refused", "refused"
+
+    user = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL)
+    username = models.CharField(max_length=150, help_text="Kept when the user is deleted.")
+    media = models.ForeignKey(
+        IsoMedia, null=True, blank=True, on_delete=models.SET_NULL, related_name="mounts"
+    )
+    iso_name = models.CharField(max_length=1100, blank=True)
+    started_at = models.DateTimeField(auto_now_add=True, db_index=True)
+    finished_at = models.DateTimeField(null=True, blank=True)
+    bmc = models.CharField(max_length=300, help_text="The BMC's address, as given.")
+    bmc_username = models.CharField(max_length=150, blank=True)
+    insecure = models.BooleanField(default=False, help_text="TLS verification was switched off.")
+    power = models.CharField(max_length=10, blank=True)
+    outcome = models.CharField(max_length=20, choices=Outcome.choices, db_index=True)
+    failure = models.CharField(max_length=40, blank=True, help_text="The kind of BMC error, if any.")
+    detail = models.TextField(blank=True)
+    steps = models.JSONField(default=list, blank=True, help_text="Each step: its name, status and detail.")
+    client_address = models.GenericIPAddressField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-started_at", "-id"]
+        verbose_name = "Redfish mount"
+
+    def __str__(self) -> str:
+        return f"{self.iso_name or '?'} on {self.bmc}: {self.outcome}"
