@@ -9,10 +9,12 @@ from __future__ import annotations
 
 from typing import Any
 
-from django.contrib import admin
+from django.contrib import admin, messages
+from django.db.models import QuerySet
 from django.http import HttpRequest, HttpResponse, HttpResponseBadRequest
 
-from isos.models import IsoBuild
+from isos.media import revoke
+from isos.models import IsoBuild, IsoMedia
 from isos.orphans import close_orphaned_streams
 from osversions.admin import unstorable_query
 
@@ -47,3 +49,39 @@ class IsoBuildAdmin(admin.ModelAdmin):  # type: ignore[type-arg]
         # Streams whose worker died are closed before anyone reads the list.
         close_orphaned_streams()
         return super().changelist_view(request, extra_context)
+
+
+@admin.register(IsoMedia)
+class IsoMediaAdmin(admin.ModelAdmin):  # type: ignore[type-arg]
+    """ISO URLs: read-only but for "Revoke selected URLs" (never the token: only its hash
+    exists; nor the stored ks_scripts files)."""
+
+    list_display = [
+        "created_at",
+        "username",
+        "iso_name",
+        "expires_at",
+        "revoked_at",
+        "fetch_count",
+        "bytes_served",
+        "last_fetched_at",
+        "last_client",
+    ]
+    list_filter = ["revoked_at", "expires_at"]
+    search_fields = ["fqdn", "username", "iso_name"]
+    exclude = ["token_hash", "files"]
+    actions = ["revoke_urls"]
+
+    def get_readonly_fields(self, request: HttpRequest, obj: Any = None) -> list[str]:
+        return [field.name for field in IsoMedia._meta.fields if field.name not in self.exclude]
+
+    def has_add_permission(self, request: HttpRequest) -> bool:
+        return False
+
+    def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
+
+    @admin.action(description="Revoke selected URLs", permissions=["view"])
+    def revoke_urls(self, request: HttpRequest, queryset: QuerySet[IsoMedia]) -> None:
+        count = sum(revoke(record, request.user.get_username()) for record in queryset)
+        self.message_user(request, f"{count} URL{'s' if count != 1 else ''} revoked.", messages.SUCCESS)

@@ -15,6 +15,7 @@ import logging
 import re
 
 from django.conf import settings
+from django.contrib import messages
 from django.contrib.auth.decorators import login_required
 from django.core.exceptions import PermissionDenied
 from django.core.paginator import Paginator
@@ -48,6 +49,7 @@ from isos.history import (
     version_names,
     visible_builds,
 )
+from isos.media import MadeUrl, MediaRefused, base_url, live_media, live_media_of, make_url, revoke
 from isos.models import IsoBuild
 from isos.orphans import close_orphaned_streams
 from isos.stream_limits import StreamRefused
@@ -69,18 +71,29 @@ FAILURE_TEXT = (
 
 
 def render_form(
-    request: HttpRequest, form: GenerateForm, status: int = 200, failure: str = "", *, copy_from: str = ""
+    request: HttpRequest,
+    form: GenerateForm,
+    status: int = 200,
+    failure: str = "",
+    *,
+    copy_from: str = "",
+    media: MadeUrl | None = None,
 ) -> HttpResponse:
     """The Generate ISO page; ``failure`` is a message for a fault on our side, ``copy_from``
-    an FQDN asked for in "Copy from a previous host" that has no record this user may see."""
+    an FQDN asked for in "Copy from a previous host" that has no record this user may see,
+    ``media`` an ISO URL just made ("Get a URL for virtual media")."""
     context = {
         "form": form,
         "failure": failure,
         "previous_hosts": previous_hosts(request.user, ""),
         "copy_from": copy_from,
         "check_url": check_url(),
+        "media": media,
     }
-    return render(request, GENERATE_TEMPLATE, context, status=status)
+    response = render(request, GENERATE_TEMPLATE, context, status=status)
+    if media is not None:
+        response["Cache-Control"] = "no-store"  # the URL's token: never from a cache
+    return response
 
 
 def check_url() -> str:
@@ -157,6 +170,9 @@ def submit_generate_form(request: HttpRequest) -> HttpResponseBase:
             audit_validation(attempt, form.serializer, form.page_refusals)
             if valid:
                 iso_request = form.serializer.iso_request()
+                if request.POST.get("action") == "url":
+                    made = make_url(attempt, iso_request, iso_filename(iso_request), base_url(request))
+                    return render_form(request, form, media=made)
                 download = iso_download_response(attempt, iso_request)
                 token = request.POST.get("downloadToken", "")
                 if DOWNLOAD_TOKEN.fullmatch(token) and attempt.record is not None:
@@ -167,6 +183,8 @@ def submit_generate_form(request: HttpRequest) -> HttpResponseBase:
         response = render_form(request, form, refusal.status, sentence)
         response["Retry-After"] = str(refusal.retry_after)
         return response
+    except MediaRefused as refusal:
+        return render_form(request, form, 400, str(refusal)[:1].upper() + str(refusal)[1:] + ".")
     except GenerationFailed:
         return render_form(request, form, 500, FAILURE_TEXT)
     return render_form(request, form, 400)
@@ -217,6 +235,7 @@ def history_page(request: HttpRequest) -> HttpResponse:
         request,
         "isos/history.html",
         {
+            "live_urls": live_media_of(request.user)[:50],
             "page": page,
             "rows": rows,
             "filters": filters,
@@ -231,3 +250,16 @@ def history_page(request: HttpRequest) -> HttpResponse:
             "outcome_choices": IsoBuild.Outcome.choices,
         },
     )
+
+
+@login_required
+@require_http_methods(["POST"])
+def revoke_media_url(request: HttpRequest, media_id: int) -> HttpResponse:
+    """History's "Revoke": the URL answers 404 from now on (its owner, or an admin)."""
+    record = live_media(media_id, request.user)
+    if record is not None and revoke(record, request.user.get_username()):
+        logger.info("ISO URL %s revoked by %s", record.pk, log_text(request.user.get_username()))
+        messages.success(request, f"The URL of {record.iso_name} is revoked.")
+    else:
+        messages.error(request, "No such live URL that you may revoke.")
+    return redirect(f"{reverse('isos:history')}#live-urls")

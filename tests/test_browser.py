@@ -294,3 +294,59 @@ def test_without_javascript_the_page_works_as_before(
         assert 'IPADDR="192.0.2.50"' in ks_script(iso_path).decode()
     finally:
         context.close()
+
+
+def test_get_a_url_for_virtual_media_then_revoke_it(
+    operator: User, portal_server: str, browser_page: Any, tmp_path: Path
+) -> None:
+    """The button "Get a URL for virtual media": the URL, size, SHA-256, expiry and a copy
+    button; the URL serves ranges with no session; the history lists it with its fetches,
+    and revokes it."""
+    import hashlib
+
+    import requests
+    from playwright.sync_api import expect
+
+    page = browser_page
+    page.goto(f"{portal_server}/login/?next=/isos/generate/")
+    page.get_by_label("User name").fill(operator.username)
+    page.get_by_label("Password").fill(PASSWORD)
+    page.get_by_role("button", name="Log in").click()
+    expect(page).to_have_url(f"{portal_server}/isos/generate/")
+    page.get_by_label("OS version").select_option(label="CentOS 7.2")
+    page.get_by_label("Host name").fill("bmc1.cdn.example")
+    page.get_by_role("switch", name="Use DHCP").check()
+    page.get_by_label("Boot disk").fill("sda")
+    page.get_by_label("Root password", exact=True).fill(ROOT_PASSWORD)
+    page.get_by_label("Confirm root password").fill(ROOT_PASSWORD)
+    page.get_by_role("button", name="Get a URL for virtual media").click()
+
+    panel = page.locator("#media-url")
+    expect(panel).to_be_visible()
+    url = page.locator("#media-url-value").input_value()
+    assert re.fullmatch(
+        rf"{re.escape(portal_server)}/isos/media/[A-Za-z0-9_-]{{43}}/bmc1\.cdn\.example-centos72\.iso", url
+    )
+    sha256 = page.locator("#media-sha256").inner_text()
+    expect(page.locator("#media-expires")).to_have_attribute("datetime", re.compile(r"^\d{4}-\d\d-\d\dT"))
+    panel.get_by_role("button", name="Copy").click()
+    expect(panel.get_by_role("button", name="Copied")).to_be_visible()
+    assert ROOT_PASSWORD not in page.content()
+    SCREENSHOTS.mkdir(parents=True, exist_ok=True)
+    page.screenshot(path=str(SCREENSHOTS / "media-url.png"), full_page=True)
+
+    whole = requests.get(url, timeout=60)  # no cookie: what a BMC does
+    assert whole.status_code == 200 and hashlib.sha256(whole.content).hexdigest() == sha256
+    part = requests.get(url, headers={"Range": "bytes=32768-34815"}, timeout=60)
+    assert part.status_code == 206 and part.content == whole.content[32768:34816]
+    assert requests.get(f"{url}.sha256", timeout=30).text.startswith(sha256)
+
+    page.goto(f"{portal_server}/isos/history/")
+    row = page.locator("#live-urls tbody tr").first
+    expect(row).to_contain_text("bmc1.cdn.example-centos72.iso")
+    expect(row.locator(".fetches")).to_have_text("2")
+    page.screenshot(path=str(SCREENSHOTS / "history-live-urls.png"), full_page=True)
+    row.get_by_role("button", name=re.compile("Revoke")).click()
+    expect(page.locator(".messages")).to_contain_text("is revoked")
+    expect(page.locator("#live-urls")).to_have_count(0)
+    assert requests.get(url, timeout=30).status_code == 404

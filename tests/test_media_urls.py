@@ -17,6 +17,7 @@ from urllib.parse import urlsplit
 
 import pytest
 import requests
+from django.contrib.auth.models import User
 from django.test import Client
 from django.utils import timezone
 from django.utils.http import http_date
@@ -313,3 +314,56 @@ def test_64_readers_of_random_ranges_on_a_live_server(
     text = log.read_text()
     assert token not in text
     assert f"media={record.pk} method=GET status=206 range={ranges[0][0]}-{ranges[0][1]}" in text
+
+
+@pytest.mark.django_db
+def test_the_page_makes_a_url_the_history_lists_and_revokes_it(
+    operations_client: Client, client_for: Any, media_source: Path
+) -> None:
+    secret = "S3cret root pass!"
+    form = {k: str(v) for k, v in static_request(rootPass=secret).items() if k != "dhcp"}
+    form.update(confirmRootPass=secret, action="url")
+    page = operations_client.post("/isos/generate/", form)
+    assert page.status_code == 200 and page["Cache-Control"] == "no-store"
+    html = page.content.decode()
+    record = IsoMedia.objects.get()
+    url = re.search(r'id="media-url-value" value="([^"]+)"', html).group(1)  # type: ignore[union-attr]
+    matched = TOKEN_PATH.match(path_of(url))
+    assert matched is not None and token_hash(matched.group(1)) == record.token_hash
+    assert (
+        record.sha256 in html and f"({record.size} bytes)" in html and 'data-copy="media-url-value"' in html
+    )
+    assert secret not in html and IsoBuild.objects.get().outcome == IsoBuild.Outcome.URL_MADE
+    fetched = Client().get(path_of(url), HTTP_RANGE="bytes=0-1023")
+    assert fetched.status_code == 206 and len(body_of(fetched)) == 1024  # read: counted at close
+
+    history = operations_client.get("/isos/history/").content.decode()
+    assert 'id="live-urls"' in history and f'id="url-{record.pk}"' in history
+    assert re.search(rf'id="url-{record.pk}".*?class="num fetches"[^>]*>1<', history, re.S)
+    assert url not in history  # the token is shown once, when made
+    # Someone else may not revoke it; its owner may, from the history.
+    stranger = client_for("operations", username="stranger")
+    refused = stranger.post(f"/isos/urls/{record.pk}/revoke/", follow=True)
+    assert "No such live URL that you may revoke." in refused.content.decode()
+    assert IsoMedia.objects.get().revoked_at is None
+    answer = operations_client.post(f"/isos/urls/{record.pk}/revoke/", follow=True)
+    assert "is revoked" in answer.content.decode()
+    assert Client().get(path_of(url)).status_code == 404
+    assert f'id="url-{record.pk}"' not in operations_client.get("/isos/history/").content.decode()
+
+
+@pytest.mark.django_db
+def test_the_admin_revokes_urls(operations_client: Client, client_for: Any, media_source: Path) -> None:
+    url = make_url(operations_client)["isoURL"]
+    record = IsoMedia.objects.get()
+    admin = client_for(superuser=True, username="root")
+    User.objects.filter(username="root").update(is_staff=True)
+    listing = admin.get("/admin/isos/isomedia/")
+    assert listing.status_code == 200 and record.iso_name in listing.content.decode()
+    change = admin.get(f"/admin/isos/isomedia/{record.pk}/change/").content.decode()
+    assert record.token_hash not in change and "rootpw" not in change
+    done = admin.post(
+        "/admin/isos/isomedia/", {"action": "revoke_urls", "_selected_action": [record.pk]}, follow=True
+    )
+    assert "1 URL revoked." in done.content.decode()
+    assert Client().get(path_of(url)).status_code == 404

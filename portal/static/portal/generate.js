@@ -285,7 +285,21 @@
     return btoa(String.fromCharCode.apply(null, bytes)).replace(/\+/g, "-").replace(/\//g, "_").replace(/=+$/, "");
   }
 
-  function send() {
+  function send(asUrl) {
+    // "Get a URL for virtual media": the answer is this page with the URL, not a download.
+    var action = form.querySelector('input[name="action"]');
+    if (action) { action.remove(); }
+    if (asUrl) {
+      action = document.createElement("input");
+      action.type = "hidden";
+      action.name = "action";
+      action.value = "url";
+      form.appendChild(action);
+      status.textContent = "Making the URL… the ISO is read once for its SHA-256.";
+      button.disabled = true;
+      form.submit();
+      return;
+    }
     var token = newToken();
     var field = form.querySelector('input[name="downloadToken"]');
     if (!field) {
@@ -304,6 +318,7 @@
 
   form.addEventListener("submit", function (event) {
     event.preventDefault();
+    var asUrl = Boolean(event.submitter && event.submitter.name === "action" && event.submitter.value === "url");
     window.clearTimeout(timer);
     button.disabled = true;
     status.textContent = "Checking…";
@@ -311,10 +326,10 @@
       button.disabled = false;
       status.textContent = "";
       if (errors === undefined) { return; }
-      if (errors === null) { send(); return; } // no answer: the server checks it on submit
+      if (errors === null) { send(asUrl); return; } // no answer: the server checks it on submit
       showErrors(errors, true);
       var box = summary();
-      if (box) { box.focus(); } else { send(); }
+      if (box) { box.focus(); } else { send(asUrl); }
     });
   });
 
@@ -412,4 +427,23 @@
   // After a refused submission, take keyboard and screen reader users to the summary.
   var refused = summary();
   if (refused) { refused.focus(); }
+}());
+
+// "Copy" beside an ISO URL: the text of the input it names, to the clipboard.
+(function () {
+  "use strict";
+  Array.prototype.forEach.call(document.querySelectorAll("button[data-copy]"), function (button) {
+    button.addEventListener("click", function () {
+      var input = document.getElementById(button.getAttribute("data-copy"));
+      if (!input) { return; }
+      input.select();
+      var done = function () { button.textContent = "Copied"; };
+      if (navigator.clipboard && window.isSecureContext) {
+        navigator.clipboard.writeText(input.value).then(done, function () { document.execCommand("copy"); done(); });
+      } else {
+        document.execCommand("copy");
+        done();
+      }
+    });
+  });
 }());
