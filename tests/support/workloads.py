@@ -3,7 +3,9 @@ test and the benchmark.
 
 - netinstall: about 1 GB in about 300 files (a big install image, rpms, isolinux);
 - many-files: 10,000 small files, about 50 MB (a full DVD tree's shape);
-- huge: one sparse file over 4 GiB, to prove the size limits.
+- huge: one sparse file over 4 GiB, to prove the size limits;
+- vendor-iso: netinstall's tree made into a vendor ISO (isolinux El Torito, isohybrid MBR
+  when Debian's is installed) by xorriso, as a vendor ISO source.
 
 ``scale`` shrinks netinstall for a quick run. Debian's real isolinux.bin is used when
 installed, so the ISOs are the real boot layout.
@@ -13,7 +15,9 @@ from __future__ import annotations
 
 import random
 import shutil
+import subprocess
 import zlib
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -39,7 +43,9 @@ WORKLOADS = {
     "netinstall": Workload("netinstall", "netinstall", "~1 GB in ~300 files"),
     "many-files": Workload("many-files", "many-files", "10,000 files, ~50 MB"),
     "huge": Workload("huge", "huge", "one sparse 4.5 GiB file"),
+    "vendor-iso": Workload("vendor-iso", "vendor-netinstall.iso", "netinstall made into a vendor ISO"),
 }
+DEBIAN_ISOHYBRID_MBR = Path("/usr/lib/ISOLINUX/isohdpfx.bin")
 
 
 def _write_random(path: Path, size: int, rng: random.Random) -> None:
@@ -92,7 +98,29 @@ def make_huge(root: Path) -> None:
         sparse.truncate(4 * 1024 * MiB + 512 * MiB)
 
 
-MAKERS = {"netinstall": make_netinstall, "many-files": make_many_files, "huge": make_huge}
+def vendor_tree(iso: Path) -> Path:
+    """The tree a vendor-iso workload's ISO is made from (kept beside it, out of the catalog)."""
+    return iso.parent / f".{iso.stem}-tree"
+
+
+def make_vendor_iso(iso: Path, scale: float = 1.0) -> None:
+    """netinstall's tree (at ``scale``) as a vendor ISO, the way distributions make theirs."""
+    tree = vendor_tree(iso)
+    if not tree.exists():
+        make_netinstall(tree, scale)
+    command = ["xorriso", "-as", "mkisofs", "-quiet", "-o", str(iso), "-R", "-J", "-V", "VENDOR_NETINST"]
+    if DEBIAN_ISOHYBRID_MBR.exists():
+        command += ["-isohybrid-mbr", str(DEBIAN_ISOHYBRID_MBR)]
+    command += ["-b", BOOT_FILE, "-c", "isolinux/boot.cat", "-no-emul-boot", "-boot-load-size", "4"]
+    subprocess.run([*command, "-boot-info-table", str(tree)], check=True)
+
+
+MAKERS: dict[str, Callable[..., None]] = {
+    "netinstall": make_netinstall,
+    "many-files": make_many_files,
+    "huge": make_huge,
+    "vendor-iso": make_vendor_iso,
+}
 
 
 def source_checksums(root: Path) -> dict[str, tuple[int, int]]:
@@ -117,7 +145,7 @@ def source_checksums(root: Path) -> dict[str, tuple[int, int]]:
 def request_body(workload: str, host: str) -> dict[str, Any]:
     """A static-addressing POST isos body for one of the workloads' sources."""
     return {
-        "osversionDir": workload,
+        "osversionDir": WORKLOADS[workload].directory if workload in WORKLOADS else workload,
         "hostName": host,
         "domainName": "bench.example",
         "rootPass": "bench-root",
