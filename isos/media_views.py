@@ -24,6 +24,7 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
+from isos.connections import close_while_streaming
 from isos.engine.layout_cache import SourceChanged, layout_cache
 from isos.engine.stream import IsoImage
 from isos.generation import content_disposition, limit_send_time
@@ -35,7 +36,7 @@ from portal.trafficops.log_text import log_traceback, log_value
 from portal.trafficops.openapi import UNAUTHORIZED, alerts, schema_common
 
 logger = logging.getLogger(__name__)
-request_logger = logging.getLogger("isos.media")
+request_logger = logging.getLogger("isos.media.fetches")
 
 GONE_TEXT = "the ISO source changed after this URL was made; generate a new one"
 NOT_FOUND_TEXT = "Not Found"
@@ -138,7 +139,7 @@ class _MediaBody:
 def log_fetch(
     media_id: int | None, line: dict[str, Any], sent: int, started: float, client: str | None
 ) -> None:
-    """The one ``isos.media`` line of a request to a URL (never its token)."""
+    """The one ``isos.media.fetches`` line of a request to a URL (never its token)."""
     fields = {
         "media": media_id,
         **line,
@@ -244,6 +245,7 @@ def _serve(request: HttpRequest, record: IsoMedia) -> HttpResponseBase:
     socket = request.META.get("gunicorn.socket")
     if socket is not None:
         limit_send_time(socket, settings.ISO_SEND_TIMEOUT)
+    close_while_streaming()  # the pool's connection goes back while the bytes go out
     return answer
 
 

@@ -322,6 +322,10 @@ ISO_MAX_STREAMS = env_int("ISO_MAX_STREAMS", 1000, minimum=1)
 # (empty: the request's own), and how long a URL lives, in seconds.
 ISO_MEDIA_BASE_URL = env_matching("ISO_MEDIA_BASE_URL", "", MEDIA_BASE_URL, MEDIA_BASE_URL_RULE)
 ISO_MEDIA_TTL = env_int("ISO_MEDIA_TTL", 24 * 3600, minimum=60)
+# Redfish (isos.redfish): the CA bundle that verifies BMCs' certificates (empty: the system's),
+# and how long one BMC request may take (inserting may wait for the BMC to fetch the image).
+REDFISH_CA_BUNDLE = env_str("REDFISH_CA_BUNDLE", "")
+REDFISH_TIMEOUT = env_float("REDFISH_TIMEOUT", 120, minimum=1)
 
 LOG_LEVELS = {"debug", "info", "warning", "error", "critical"}
 LOGGING = {
@@ -342,7 +346,8 @@ LOGGING = {
         "django": {"handlers": ["console"], "level": "INFO", "propagate": False},
         # One key=value line per ISO attempt (docs/operations.md), whatever LOG_LEVEL says.
         "isos.requests": {"level": "INFO"},
-        # One line per request to an ISO URL (isos.media_views), naming its record, never its token.
+        # ISO URLs made and revoked, and (isos.media.fetches) one line per request to one,
+        # naming its record, never its token.
         "isos.media": {"level": "INFO"},
         # django-axes: no start-up banner on every command, no four lines per login; its
         # warnings still show. The portal logs logins and lockouts itself (portal.login_log).

@@ -367,3 +367,36 @@ def test_the_admin_revokes_urls(operations_client: Client, client_for: Any, medi
     )
     assert "1 URL revoked." in done.content.decode()
     assert Client().get(path_of(url)).status_code == 404
+
+
+def test_a_range_seeks_and_reads_in_small_chunks(tmp_path: Path) -> None:
+    """IsoImage.iter_range finds its first piece in the plan: the files before the range are
+    never opened (one swapped for another inode does not matter to a later range, and fails
+    a range over it); its chunks start at 64 KiB and never pass the chunk size."""
+    from isos.engine import StreamError, make_layout_template
+    from isos.engine.plan import FileData
+    from tests.support.sources import make_source_tree, pseudo_random_bytes
+
+    source = make_source_tree(tmp_path / "src", files={"zz/late.bin": pseudo_random_bytes("late", 3 << 20)})
+    extras = {"ks_scripts/network.cfg": b'DHCP="yes"'}
+    template = make_layout_template(source, list(extras))
+    with template.instantiate(extras, chunk_size=512 << 10) as image:
+        data = b"".join(image)
+    disk_files = sorted(
+        (piece for piece in template.plan if isinstance(piece, FileData) and piece.path is not None),
+        key=lambda piece: piece.offset,
+    )
+    first, late = disk_files[0], next(piece for piece in disk_files if piece.rel == "zz/late.bin")
+    assert first.offset < late.offset
+    # The first file laid out is replaced by another inode of the same size.
+    path = source / first.rel
+    replacement = path.with_name(path.name + ".new")
+    replacement.write_bytes(path.read_bytes())
+    os.replace(replacement, path)
+
+    with template.instantiate(extras, chunk_size=512 << 10) as image:
+        chunks = list(image.iter_range(late.offset + 1000, late.length - 2000))
+        assert b"".join(chunks) == data[late.offset + 1000 : late.offset + late.length - 1000]
+        assert len(chunks[0]) <= 64 << 10 and max(map(len, chunks)) <= 512 << 10
+        with pytest.raises(StreamError, match="not the file laid out"):
+            b"".join(image.iter_range(first.offset, 10))
