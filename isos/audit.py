@@ -61,6 +61,7 @@ def record_attempt(
     outcome: IsoBuild.Outcome,
     detail: str = "",
     iso_size: int | None = None,
+    boot: str = "",
 ) -> IsoBuild:
     """Create the record of one attempt, with the request settings it holds (no password)."""
     settings = storable(dict(attempt.settings))
@@ -78,6 +79,7 @@ def record_attempt(
         outcome=outcome,
         detail=storable(detail),
         iso_size=iso_size,
+        boot=boot[:500],
         client_address=attempt.client_address,
         request_settings=settings,
         finished_at=None if outcome == IsoBuild.Outcome.STREAMING else timezone.now(),

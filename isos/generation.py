@@ -200,14 +200,14 @@ def open_iso_stream(attempt: Attempt, iso_request: IsoRequest) -> AuditedStream:
         hook = find_generate_hook(source, kickstart_files_location()) if source.is_dir() else None
         image: IsoStream
         if hook is None:
-            files = render_ks_scripts(
-                iso_request, nameservers(), settings.ROOT_PASSWORD_HASH, describe_boot(source)
-            )
+            boot = describe_boot(source)
+            files = render_ks_scripts(iso_request, nameservers(), settings.ROOT_PASSWORD_HASH, boot)
             # A cached layout of the source: only this request's ks_scripts files are new.
             image = layout_cache.build_iso(source, files, volume_id=settings.ISO_VOLUME_ID)
         else:
             # Traffic Ops' convention: the source's own generate makes the ISO (docs/api.md).
-            files = render_ks_scripts(iso_request, nameservers(), settings.ROOT_PASSWORD_HASH, BUILT_BY_HOOK)
+            boot = BUILT_BY_HOOK
+            files = render_ks_scripts(iso_request, nameservers(), settings.ROOT_PASSWORD_HASH, boot)
             image = run_generate_hook(
                 hook,
                 source,
@@ -226,7 +226,7 @@ def open_iso_stream(attempt: Attempt, iso_request: IsoRequest) -> AuditedStream:
         # hold the root password, so it is kept out of the reason.
         raise unexpected_failure(attempt, error, secret=iso_request.root_pass) from error
 
-    build = record_attempt(attempt, IsoBuild.Outcome.STREAMING, iso_size=image.size)
+    build = record_attempt(attempt, IsoBuild.Outcome.STREAMING, iso_size=image.size, boot=boot)
     close_while_streaming()
     return AuditedStream(image, build, started=attempt.started)
 

@@ -221,9 +221,8 @@ def make_url(attempt: Attempt, iso_request: IsoRequest, iso_name: str, base: str
             if source.is_dir() and find_generate_hook(source, kickstart_files_location()) is not None:
                 record_attempt(attempt, IsoBuild.Outcome.REFUSED, HOOK_REFUSAL)
                 raise MediaRefused(HOOK_REFUSAL)
-            files = render_ks_scripts(
-                iso_request, nameservers(), settings.ROOT_PASSWORD_HASH, describe_boot(source)
-            )
+            boot = describe_boot(source)
+            files = render_ks_scripts(iso_request, nameservers(), settings.ROOT_PASSWORD_HASH, boot)
             image, pin = _pinned_iso(str(source), files)
             try:
                 sha256 = _sha256(image)
@@ -243,7 +242,7 @@ def make_url(attempt: Attempt, iso_request: IsoRequest, iso_name: str, base: str
     token = new_token()
     expires = timezone.now() + timedelta(seconds=settings.ISO_MEDIA_TTL)
     with transaction.atomic():
-        build = record_attempt(attempt, IsoBuild.Outcome.URL_MADE, "made as a URL", iso_size=size)
+        build = record_attempt(attempt, IsoBuild.Outcome.URL_MADE, "made as a URL", iso_size=size, boot=boot)
         record = IsoMedia.objects.create(
             token_hash=token_hash(token),
             user=build.user,

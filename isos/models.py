@@ -54,6 +54,9 @@ class IsoBuild(models.Model):
     outcome = models.CharField(max_length=20, choices=Outcome.choices, db_index=True)
     detail = models.TextField(blank=True, help_text="Why it was refused or failed.")
     iso_size = models.BigIntegerField(null=True, blank=True)
+    # How the ISO boots: the line ks_scripts/state.out carries (for a vendor ISO source, the
+    # boot modes the ISO keeps; docs/sources-and-booting.md).
+    boot = models.CharField(max_length=500, blank=True, help_text="How the ISO boots (state.out's line).")
     bytes_sent = models.BigIntegerField(default=0)
     client_address = models.GenericIPAddressField(null=True, blank=True)
     # The request's settings (never the root password), to generate the same ISO again.

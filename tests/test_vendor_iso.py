@@ -10,6 +10,7 @@ result is read back with pycdlib and xorriso, compared with pycdlib's own writer
 from __future__ import annotations
 
 import hashlib
+import html
 import io
 import json
 import os
@@ -25,6 +26,7 @@ from django.test import Client
 
 from isos.engine import SourceError, StreamError, build_iso, describe_boot, make_layout_template
 from isos.engine.layout_cache import LayoutCache
+from isos.models import IsoBuild
 from osversions.catalog import CatalogError, resolve_source
 from tests.support.api import EXPECTED_NETWORK_CFG, post_json, static_request
 from tests.support.bootkit import BootkitUnavailable, bootkit_tree
@@ -141,6 +143,11 @@ def test_the_api_streams_a_vendor_iso_with_the_hosts_files(
     assert set(EXTRA_NAMES) <= {rel.removeprefix("ks_scripts/") for rel in files}
     state = files["ks_scripts/state.out"].decode()
     assert "El Torito from the vendor ISO: BIOS, UEFI" in state
+    # The history record says how the ISO boots, as state.out does: the modes it keeps.
+    build = IsoBuild.objects.get()
+    assert "boot modes: BIOS CD" in build.boot and build.boot in state
+    history = operations_client.get("/isos/history/").content.decode()
+    assert f"Boots: {html.escape(build.boot)}" in history
 
     report = el_torito_report(generated)
     assert "El Torito cat path : /isolinux/boot.cat" in report
