@@ -273,7 +273,7 @@ def mount(
     verify: bool | str = False if insecure else (ca_bundle or True)
     result = MountResult(bmc=base)
     _hide_in_logs()
-    with _REDACTOR.hiding(password, image_url):
+    with _REDACTOR.hiding(password, image_url, urlsplit(image_url).path.rsplit("/", 1)[0]):
         root: Any = None
         step = "connect"
 
