@@ -18,8 +18,11 @@ import contextlib
 import ipaddress
 import os
 import resource
+import sys
 from collections.abc import Callable, Iterable
 from typing import Any
+
+from gunicorn import glogging
 
 # Loopback (or a private address nginx reaches): never a public one.
 bind = [os.environ.get("ISO_PORTAL_BIND", "127.0.0.1:8001")]
@@ -87,6 +90,21 @@ def client_address_from_proxy(app: WSGIApp, proxies: Iterable[str]) -> WSGIApp:
 def post_worker_init(worker: Any) -> None:
     """gunicorn's hook, once the worker has loaded the portal: wrap it as above."""
     worker.wsgi = client_address_from_proxy(worker.wsgi, worker.cfg.forwarded_allow_ips)
+
+
+class CutClientsLogger(glogging.Logger):  # type: ignore[misc]  # gunicorn has no types
+    """gunicorn's logger, but a client cut for taking nothing for ``ISO_SEND_TIMEOUT`` is one
+    warning line, not an error with a traceback: the portal's own audit line says which
+    download it was (``client_went_away``)."""
+
+    def exception(self, msg: str, *args: Any, **kwargs: Any) -> None:
+        if isinstance(sys.exc_info()[1], TimeoutError):
+            self.warning("a client that took no byte for ISO_SEND_TIMEOUT was cut")
+            return
+        super().exception(msg, *args, **kwargs)
+
+
+logger_class = CutClientsLogger
 
 
 def raise_open_file_limit() -> tuple[int, int]:

@@ -66,6 +66,10 @@ def test_downloads_nobody_reads_are_cut_after_iso_send_timeout_and_free_their_sl
                 held = (build.finished_at - build.started_at).total_seconds()
                 assert SEND_TIMEOUT <= held < SEND_TIMEOUT + 8, held
             assert waited < SEND_TIMEOUT + 8, waited
+            # gunicorn says so in one warning line each, no traceback (portal/gunicorn_conf.py).
+            log = (tmp_path / "gunicorn.log").read_text()
+            assert log.count("a client that took no byte for ISO_SEND_TIMEOUT was cut") == 2, log[-3000:]
+            assert "Traceback" not in log, log[-3000:]
             # Both slots are free again (the clients are still connected, reading nothing):
             # the next download streams.
             assert requests.get(f"{server.url}/healthz", timeout=10).status_code == 200
