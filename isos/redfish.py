@@ -11,6 +11,7 @@ from __future__ import annotations
 import contextlib
 import functools
 import logging
+import os
 import threading
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -272,6 +273,10 @@ def mount(
     base = bmc_base_url(address, insecure)
     verify: bool | str = False if insecure else (ca_bundle or True)
     result = MountResult(bmc=base)
+    if isinstance(verify, str) and not os.path.isfile(verify):
+        result.failure, result.message = Failure.TLS, f"TLS: the CA bundle {verify} is not a readable file"
+        result.steps.append(Step("connect", "failed", result.message))
+        return result
     _hide_in_logs()
     with _REDACTOR.hiding(password, image_url, urlsplit(image_url).path.rsplit("/", 1)[0]):
         root: Any = None
