@@ -14,7 +14,7 @@ from django.db.models import QuerySet
 from django.http import HttpRequest, HttpResponse, HttpResponseBadRequest
 
 from isos.media import revoke
-from isos.models import IsoBuild, IsoMedia
+from isos.models import IsoBuild, IsoMedia, RedfishMount
 from isos.orphans import close_orphaned_streams
 from osversions.admin import unstorable_query
 
@@ -85,3 +85,34 @@ class IsoMediaAdmin(admin.ModelAdmin):  # type: ignore[type-arg]
     def revoke_urls(self, request: HttpRequest, queryset: QuerySet[IsoMedia]) -> None:
         count = sum(revoke(record, request.user.get_username()) for record in queryset)
         self.message_user(request, f"{count} URL{'s' if count != 1 else ''} revoked.", messages.SUCCESS)
+
+
+@admin.register(RedfishMount)
+class RedfishMountAdmin(admin.ModelAdmin):  # type: ignore[type-arg]
+    """Requests to mount an ISO URL on a BMC (isos.redfish_views): audit, read-only."""
+
+    list_display = ["started_at", "username", "iso_name", "bmc", "power", "outcome", "failure"]
+    list_filter = ["outcome", "failure"]
+    search_fields = ["username", "iso_name", "bmc"]
+    date_hierarchy = "started_at"
+    actions = None
+
+    def get_readonly_fields(self, request: HttpRequest, obj: Any = None) -> list[str]:
+        return [field.name for field in RedfishMount._meta.fields]
+
+    def has_add_permission(self, request: HttpRequest) -> bool:
+        return False
+
+    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
+
+    def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
+
+    def changelist_view(
+        self, request: HttpRequest, extra_context: dict[str, str] | None = None
+    ) -> HttpResponse:
+        # A search or filter holding a NUL would reach the database, which refuses it (a 500).
+        if unstorable_query(request):
+            return HttpResponseBadRequest("A search or filter holds a NUL or an unpaired surrogate.")
+        return super().changelist_view(request, extra_context)

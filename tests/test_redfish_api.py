@@ -19,6 +19,7 @@ from urllib.parse import urlsplit
 
 import pytest
 import requests
+from django.contrib.auth.models import User
 from django.forms.models import model_to_dict
 from django.test import Client
 
@@ -169,7 +170,11 @@ def test_mount_refusals_are_clear_alerts(
         ("operations", "refused", ""),
         ("boss", "failed", "unreachable"),
     ]
-    text = audits_text() + caplog.text + unreachable.content.decode()
+    superuser = client_for(superuser=True, username="root-admin")
+    User.objects.filter(username="root-admin").update(is_staff=True)
+    listing = superuser.get("/admin/isos/redfishmount/")
+    assert listing.status_code == 200 and "unreachable" in listing.content.decode()
+    text = audits_text() + caplog.text + unreachable.content.decode() + listing.content.decode()
     assert good["password"] not in text and url.split("/")[-2] not in text
 
 
