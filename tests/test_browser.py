@@ -341,10 +341,13 @@ def test_get_a_url_for_virtual_media_then_revoke_it(
     assert part.status_code == 206 and part.content == whole.content[32768:34816]
     assert requests.get(f"{url}.sha256", timeout=30).text.startswith(sha256)
 
-    page.goto(f"{portal_server}/isos/history/")
+    def two_fetches_shown() -> bool:  # each is counted a moment after its last byte
+        page.goto(f"{portal_server}/isos/history/")
+        return bool(page.locator("#live-urls tbody tr .fetches").first.inner_text() == "2")
+
+    assert poll(two_fetches_shown, wait=10)
     row = page.locator("#live-urls tbody tr").first
     expect(row).to_contain_text("bmc1.cdn.example-centos72.iso")
-    expect(row.locator(".fetches")).to_have_text("2")
     page.screenshot(path=str(SCREENSHOTS / "history-live-urls.png"), full_page=True)
     row.get_by_role("button", name=re.compile("Revoke")).click()
     expect(page.locator(".messages")).to_contain_text("is revoked")

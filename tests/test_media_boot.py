@@ -26,8 +26,10 @@ pytestmark = pytest.mark.boot
 CURL_DRIVER = Path("/usr/lib/x86_64-linux-gnu/qemu/block-curl.so")
 
 
+# serialized_rollback: the flush between transactional tests would drop the migrated groups.
+@pytest.mark.django_db(transaction=True, serialized_rollback=True)
 def test_qemu_boots_the_iso_url_bios_and_uefi(
-    transactional_db: Any, bootkit_source: Path, kickstart_location: Path, make_user: Any, tmp_path: Path
+    bootkit_source: Path, kickstart_location: Path, make_user: Any, tmp_path: Path
 ) -> None:
     if not CURL_DRIVER.exists():
         unavailable("QEMU's curl block driver is not installed (apt-get install qemu-block-extra)")
