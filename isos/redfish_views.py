@@ -313,14 +313,18 @@ class MountMediaView(APIView):
 
 
 @login_required
-@require_http_methods(["POST"])
+@require_http_methods(["GET", "POST"])
 @sensitive_post_parameters(*SENSITIVE)
 def mount_media_page(request: HttpRequest, media_id: int) -> HttpResponse:
-    """The page's "Mount on a BMC": the same steps, shown one per line."""
+    """The page's "Mount on a BMC": the form (GET, from the history), or the same steps as
+    the API's, shown one per line (POST)."""
     record = live_media(media_id, request.user)
     if record is None:
         context: dict[str, Any] = {"problems": ["No such live ISO URL that you may use."], "record": None}
         return render(request, "isos/redfish_mount.html", context, status=404)
+    if request.method == "GET":
+        media = {"record": record, "url": ""}
+        return render(request, "isos/redfish_mount.html", {"record": record, "media": media})
     fields, problems = mount_fields(request.POST, from_form=True)
     if fields is None:
         return render(

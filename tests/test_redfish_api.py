@@ -202,4 +202,9 @@ def test_the_page_offers_the_mount_form_and_shows_each_step(
     assert bmc_password not in html and url not in html
     refused = operations_client.post(action.group(1), {**fields, "insecure": "", "password": ""})
     assert refused.status_code == 400 and "password is required" in refused.content.decode()
-    assert operations_client.get(action.group(1)).status_code == 405
+    # From the history: a link to the form on its own page, where the URL is pasted.
+    history = operations_client.get("/isos/history/").content.decode()
+    assert f'href="{action.group(1)}"' in history
+    alone = operations_client.get(action.group(1)).content.decode()
+    assert 'name="isoURL" required' in alone and 'name="password"' in alone and url not in alone
+    assert operations_client.put(action.group(1)).status_code == 405
