@@ -122,10 +122,12 @@ class GenerateIsoView(APIView):
                     alert = ReturnDict(alerts_body(", ".join(texts + stream_problems)), serializer=serializer)
                     return Response(alert, status=status.HTTP_400_BAD_REQUEST)
                 if as_url:
-                    return media_url_response(attempt, serializer.iso_request(), base_url(request._request))
+                    base = base_url(request._request)
+                    try:
+                        return media_url_response(attempt, serializer.iso_request(), base)
+                    except MediaRefused as refusal:  # audited as refused already
+                        return alert_response(status.HTTP_400_BAD_REQUEST, str(refusal))
                 return iso_download_response(attempt, serializer.iso_request())
-        except MediaRefused as refusal:
-            return alert_response(status.HTTP_400_BAD_REQUEST, str(refusal))
         except StreamRefused as refusal:
             response = alert_response(refusal.status, refusal.message)
             response["Retry-After"] = str(refusal.retry_after)

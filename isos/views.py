@@ -171,7 +171,11 @@ def submit_generate_form(request: HttpRequest) -> HttpResponseBase:
             if valid:
                 iso_request = form.serializer.iso_request()
                 if request.POST.get("action") == "url":
-                    made = make_url(attempt, iso_request, iso_filename(iso_request), base_url(request))
+                    try:
+                        made = make_url(attempt, iso_request, iso_filename(iso_request), base_url(request))
+                    except MediaRefused as refusal:  # audited as refused already
+                        text = str(refusal)
+                        return render_form(request, form, 400, text[:1].upper() + text[1:] + ".")
                     return render_form(request, form, media=made)
                 download = iso_download_response(attempt, iso_request)
                 token = request.POST.get("downloadToken", "")
@@ -183,8 +187,6 @@ def submit_generate_form(request: HttpRequest) -> HttpResponseBase:
         response = render_form(request, form, refusal.status, sentence)
         response["Retry-After"] = str(refusal.retry_after)
         return response
-    except MediaRefused as refusal:
-        return render_form(request, form, 400, str(refusal)[:1].upper() + str(refusal)[1:] + ".")
     except GenerationFailed:
         return render_form(request, form, 500, FAILURE_TEXT)
     return render_form(request, form, 400)

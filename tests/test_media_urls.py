@@ -404,3 +404,18 @@ def test_a_range_seeks_and_reads_in_small_chunks(tmp_path: Path) -> None:
         assert len(chunks[0]) <= 64 << 10 and max(map(len, chunks)) <= 512 << 10
         with pytest.raises(StreamError, match="not the file laid out"):
             b"".join(image.iter_range(first.offset, 10))
+
+
+@pytest.mark.django_db
+def test_a_source_built_by_its_generate_hook_cannot_be_a_url(
+    operations_client: Client, media_source: Path
+) -> None:
+    hook = media_source / "generate"
+    hook.write_text("#!/bin/sh\nexit 1\n")
+    hook.chmod(0o755)
+    response = post_json(operations_client, ISOS_URL, static_request(stream="no"))
+    assert response.status_code == 400
+    assert response.json()["alerts"][0]["text"].startswith(
+        "this OS version's ISO is made by its generate hook"
+    )
+    assert IsoBuild.objects.get().outcome == IsoBuild.Outcome.REFUSED and not IsoMedia.objects.exists()
