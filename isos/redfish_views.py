@@ -288,6 +288,11 @@ class MountMediaView(APIView):
                 "isoURL is not the URL made for this id",
             ),
             (401, "application/json"): UNAUTHORIZED,
+            (403, "application/json"): alerts(
+                "Refused by the CSRF rule: a cross-origin request, or a body that is not JSON "
+                "without a CSRF token (docs/api.md).",
+                "CSRF Failed: CSRF token missing.",
+            ),
             (404, "application/json"): alerts(
                 "No live URL of this id that you may use (expired and revoked alike).", NOT_FOUND_TEXT
             ),
