@@ -85,10 +85,11 @@ def live_media_for_token(token: str) -> IsoMedia | None:
     if len(token) != TOKEN_LENGTH:
         return None
     wanted = token_hash(token)
-    record = _live(IsoMedia.objects.filter(token_hash=wanted)).first()
-    if record is None or not hmac.compare_digest(record.token_hash, wanted):
+    # No ORDER BY: the hash is unique (a BMC asks this for every range).
+    found = list(_live(IsoMedia.objects.filter(token_hash=wanted)).order_by()[:1])
+    if not found or not hmac.compare_digest(found[0].token_hash, wanted):
         return None
-    return record
+    return found[0]
 
 
 def token_from_url(url: str) -> str | None:

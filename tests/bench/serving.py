@@ -12,6 +12,7 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import os
+import re
 import subprocess
 import sys
 from collections.abc import Iterable
@@ -111,13 +112,29 @@ def start_file_server(workdir: Path) -> Gunicorn:
 
 
 def file_application(environ: dict[str, Any], start_response: Any) -> Iterable[bytes]:
-    """Serve ``/<name>`` from ISOBENCH_FILES with sendfile (the reference's "send it")."""
+    """Serve ``/<name>`` from ISOBENCH_FILES with sendfile (the reference's "send it"); a
+    ``Range: bytes=a-b`` gets those bytes (the ranges workload's reference)."""
     root = Path(os.environ["ISOBENCH_FILES"])
     path = root / environ["PATH_INFO"].lstrip("/")
     if "/" in environ["PATH_INFO"].lstrip("/") or not path.is_file():
         start_response("404 Not Found", [("Content-Length", "0")])
         return []
     handle = path.open("rb")
+    wanted = re.fullmatch(r"bytes=(\d+)-(\d+)", environ.get("HTTP_RANGE", ""))
+    if wanted:
+        size = path.stat().st_size
+        first, last = int(wanted[1]), min(int(wanted[2]), size - 1)
+        handle.seek(first)  # gunicorn's sendfile starts where the file stands
+        start_response(
+            "206 Partial Content",
+            [
+                ("Content-Type", "application/octet-stream"),
+                ("Content-Length", str(last - first + 1)),
+                ("Content-Range", f"bytes {first}-{last}/{size}"),
+            ],
+        )
+        wrapper = environ.get("wsgi.file_wrapper")
+        return wrapper(handle, 1 << 20) if wrapper else [handle.read(last - first + 1)]
     start_response(
         "200 OK", [("Content-Type", "application/download"), ("Content-Length", str(path.stat().st_size))]
     )

@@ -20,7 +20,7 @@ from typing import Any
 
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
-from tests.bench import references, slow_clients
+from tests.bench import ranges, references, slow_clients
 from tests.bench.serving import (
     BENCH_PASSWORD,
     BENCH_USER,
@@ -36,6 +36,7 @@ MB = 1_000_000
 FIRST_BYTE_TARGET = {"netinstall": 0.050, "many-files": 0.100}
 CONCURRENCY = (1, 4, 16)
 SLOW_CLIENTS = "slow-clients"
+RANGES = "ranges"
 
 
 def median(values: list[float]) -> float:
@@ -70,7 +71,7 @@ class Command(BaseCommand):
         quick = bool(options["quick"])
         runs = options["runs"] or (3 if quick else 5)
         names = [name.strip() for name in options["workloads"].split(",") if name.strip()]
-        unknown = set(names) - set(WORKLOADS) - {SLOW_CLIENTS}
+        unknown = set(names) - set(WORKLOADS) - {SLOW_CLIENTS, RANGES}
         if unknown:
             raise CommandError(f"unknown workloads: {', '.join(sorted(unknown))}")
         workdir = Path(options["workdir"] or tempfile.mkdtemp(prefix="isobench-"))
@@ -81,6 +82,7 @@ class Command(BaseCommand):
             if not options["workdir"]:
                 drop_bench_database(workdir)
                 drop_bench_database(workdir / "slow")
+                drop_bench_database(workdir / RANGES)
                 shutil.rmtree(workdir, ignore_errors=True)
         self.stdout.write(f"\nisobench took {time.perf_counter() - started:.0f} s")
         if failures:
@@ -95,6 +97,13 @@ class Command(BaseCommand):
             self.stdout.write("measuring slow-clients ...")
             lines, failures = slow_clients.run(workdir, quick, threads)
             self.stdout.write("\n".join(["", "slow clients:", *lines]))
+        if RANGES in names:
+            names = [name for name in names if name != RANGES]
+            self.stdout.write("measuring ranges (ISO URL of huge) ...")
+            (workdir / RANGES).mkdir(parents=True, exist_ok=True)
+            lines, more = ranges.run(workdir / RANGES, quick)
+            failures += more
+            self.stdout.write("\n".join(["", "ranges (1 MiB at random offsets):", *lines]))
         return failures + (self.run_sources(workdir, names, runs, quick) if names else [])
 
     def run_sources(self, workdir: Path, names: list[str], runs: int, quick: bool) -> list[str]:
