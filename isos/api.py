@@ -1,4 +1,5 @@
-"""The Traffic Ops ISO routes: ``GET osversions``, and ``POST isos`` (the ISO, streamed).
+"""The Traffic Ops ISO routes: ``GET osversions``, and ``POST isos`` (the ISO, streamed; or
+with ``"stream": "no"`` a URL for virtual media, :mod:`isos.media`).
 
 The road (docs/design.md): session → ISO:GENERATE + ISO:READ → serializer rules → the
 user's OS versions → kickstart files → builder layout → ``StreamingHttpResponse`` with
