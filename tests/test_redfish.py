@@ -168,17 +168,24 @@ def test_unusable_bmc_addresses_are_refused_before_anything_is_sent(address: str
 
 
 @pytest.mark.boot
+@pytest.mark.parametrize("firmware", ["bios", "uefi"])
 def test_a_libvirt_machine_boots_from_the_portals_url(
-    transactional_db: Any, make_user: Any, bootkit_source: Path, kickstart_location: Path, tmp_path: Path
+    transactional_db: Any,
+    make_user: Any,
+    bootkit_source: Path,
+    kickstart_location: Path,
+    tmp_path: Path,
+    firmware: str,
 ) -> None:
     """All through the portal: an ISO URL (stream no), then POST isos/urls/<id>/mount with
-    power on; the emulator's libvirt machine (SeaBIOS, TCG) boots it from the CD."""
+    power on; the emulator's libvirt machine (TCG) boots it from the CD, the override in the
+    boot mode the machine reports (none for SeaBIOS, UEFI for OVMF)."""
     settled(bootkit_source)
-    make_user("op", "operations")
+    make_user("op", superuser=True)  # a transactional test may follow another's flush: no groups then
     with (
         serve_portal(kickstart_location, tmp_path / "gunicorn.log") as server,
         bmc.libvirtd(tmp_path),
-        bmc.libvirt_machine(tmp_path) as machine,
+        bmc.libvirt_machine(tmp_path, firmware) as machine,
         bmc.emulator(tmp_path / "bmc", libvirt_config=machine.emulator_config()) as emulator,
     ):
         session = logged_in_session(server.url, "op")
@@ -197,5 +204,7 @@ def test_a_libvirt_machine_boots_from_the_portals_url(
     report = read_console(console)
     assert report is not None, console[-3000:].decode("utf-8", "replace")
     assert report.network_cfg == EXPECTED_NETWORK_CFG
-    assert report.firmware == "bios"
+    assert report.firmware == firmware
     assert report.medium.startswith("/dev/sr")
+    override = next(step for step in mounted.json()["response"]["steps"] if step["step"] == "boot override")
+    assert override["detail"].endswith("(UEFI)" if firmware == "uefi" else "(boot mode as set)")

@@ -10,6 +10,7 @@ under ISOPORTAL_REQUIRE_TOOLS).
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 import subprocess
@@ -174,7 +175,8 @@ DOMAIN_XML = """<domain type='qemu'>
   <uuid>{uuid}</uuid>
   <memory unit='MiB'>512</memory>
   <vcpu>1</vcpu>
-  <os><type arch='x86_64' machine='pc'>hvm</type><boot dev='hd'/><bios useserial='yes'/></os>
+  {os}
+  <features><acpi/></features>
   <on_poweroff>destroy</on_poweroff>
   <on_reboot>destroy</on_reboot>
   <on_crash>destroy</on_crash>
@@ -185,6 +187,13 @@ DOMAIN_XML = """<domain type='qemu'>
   </devices>
 </domain>
 """
+
+# SeaBIOS (its messages on the serial line too), or UEFI: OVMF chosen by libvirt, no Secure Boot.
+OS_XML = {
+    "bios": "<os><type arch='x86_64' machine='pc'>hvm</type><boot dev='hd'/><bios useserial='yes'/></os>",
+    "uefi": "<os firmware='efi'><type arch='x86_64' machine='pc'>hvm</type>"
+    "<firmware><feature enabled='no' name='secure-boot'/></firmware><boot dev='hd'/></os>",
+}
 
 POOL_XML = """<pool type='dir'><name>{name}</name><target><path>{path}</path></target></pool>"""
 
@@ -202,8 +211,9 @@ class LibvirtMachine:
 
 
 @contextmanager
-def libvirt_machine(workdir: Path) -> Iterator[LibvirtMachine]:
-    """A powered-off machine (no disk, no network) and a storage pool, removed afterwards.
+def libvirt_machine(workdir: Path, firmware: str = "bios") -> Iterator[LibvirtMachine]:
+    """A powered-off machine (no disk, no network; ``bios`` or ``uefi``) and a storage pool,
+    removed afterwards (its UEFI variables too).
 
     QEMU runs as root for this domain (its DAC label): the test's folders need no relabelling.
     """
@@ -218,16 +228,16 @@ def libvirt_machine(workdir: Path) -> Iterator[LibvirtMachine]:
     connection = libvirt.open(LIBVIRT_URI)
     pool = connection.storagePoolCreateXML(POOL_XML.format(name=machine.pool, path=folder), 0)
     domain = connection.defineXML(
-        DOMAIN_XML.format(name=machine.name, uuid=machine.uuid, serial=machine.serial)
+        DOMAIN_XML.format(name=machine.name, uuid=machine.uuid, serial=machine.serial, os=OS_XML[firmware])
     )
     try:
         yield machine
     finally:
         try:
-            if domain.isActive():
+            with contextlib.suppress(libvirt.libvirtError):  # it may power off meanwhile
                 domain.destroy()
         finally:
-            domain.undefine()
+            domain.undefineFlags(libvirt.VIR_DOMAIN_UNDEFINE_NVRAM)
             for volume in pool.listAllVolumes():
                 volume.delete()
             pool.destroy()
