@@ -234,7 +234,10 @@ def _find_cd(root: Any, system: Any) -> tuple[Any, str]:
     except (sushy_errors.MissingAttributeError, AttributeError):
         managers = []
     if not managers:
-        managers = list(root.get_manager_collection().get_members())
+        try:
+            managers = list(root.get_manager_collection().get_members())
+        except (sushy_errors.MissingAttributeError, sushy_errors.ResourceNotFoundError):
+            managers = []
     for manager in managers:
         places.append((f"manager {manager.identity}", functools.partial(getattr, manager, "virtual_media")))
     places.append((f"system {system.identity}", lambda: system.virtual_media))

@@ -123,6 +123,27 @@ def test_bmc_errors_are_told_apart(
         assert_secret_free(result, url, caplog)
 
 
+FLOPPY_ONLY = {"Floppy": {"Name": "Virtual Removable Media", "MediaTypes": ["Floppy", "USBStick"]}}
+
+
+@pytest.mark.parametrize(
+    "config",
+    [
+        {"SUSHY_EMULATOR_VMEDIA_DEVICES": FLOPPY_ONLY},  # virtual media, but no CD or DVD
+        {"SUSHY_EMULATOR_FEATURE_SET": "minimum"},  # no virtual media, no managers at all
+    ],
+    ids=["floppy only", "minimum"],
+)
+def test_a_bmc_without_a_virtual_cd(
+    tmp_path: Path, iso_url: tuple[str, Path], config: dict[str, object]
+) -> None:
+    url, _ = iso_url
+    with bmc.emulator(tmp_path / "bmc", extra_config=config) as emulator:
+        result = mount(url, emulator.address, bmc.USERNAME, bmc.PASSWORD, insecure=True)
+    assert result.failure is Failure.NO_VIRTUAL_MEDIA and "no CD/DVD virtual media" in result.message
+    assert steps(result) == [("connect", "done"), ("system", "done"), ("virtual media", "failed")]
+
+
 def test_tls_is_verified_unless_insecure(tmp_path: Path, iso_url: tuple[str, Path]) -> None:
     url, _ = iso_url
     with bmc.emulator(tmp_path / "bmc", tls=True) as emulator:

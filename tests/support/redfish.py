@@ -65,9 +65,14 @@ def _require_emulator() -> None:
 
 @contextmanager
 def emulator(
-    workdir: Path, *, tls: bool = False, libvirt_config: dict[str, object] | None = None
+    workdir: Path,
+    *,
+    tls: bool = False,
+    libvirt_config: dict[str, object] | None = None,
+    extra_config: dict[str, object] | None = None,
 ) -> Iterator[Emulator]:
-    """``sushy-emulator`` on 127.0.0.1: its fake driver, or libvirt's with ``libvirt_config``."""
+    """``sushy-emulator`` on 127.0.0.1: its fake driver, or libvirt's with ``libvirt_config``;
+    ``extra_config`` adds emulator settings (e.g. its virtual media devices)."""
     _require_emulator()
     import bcrypt
 
@@ -82,6 +87,7 @@ def emulator(
         config["SUSHY_EMULATOR_FAKE_DRIVER"] = True
     else:
         config.update(libvirt_config)
+    config.update(extra_config or {})
     port = free_port()
     command = [sys.executable, "-m", "sushy_tools.emulator.main", "-i", "127.0.0.1", "-p", str(port)]
     certificate = None
