@@ -419,3 +419,18 @@ def test_a_source_built_by_its_generate_hook_cannot_be_a_url(
         "this OS version's ISO is made by its generate hook"
     )
     assert IsoBuild.objects.get().outcome == IsoBuild.Outcome.REFUSED and not IsoMedia.objects.exists()
+
+
+@pytest.mark.django_db
+def test_scripts_revoke_without_a_csrf_token_other_sites_never(
+    operations_client: Client, operator: User, media_source: Path
+) -> None:
+    make_url(operations_client)
+    make_url(operations_client)
+    first, second = IsoMedia.objects.order_by("id").values_list("id", flat=True)
+    IsoMedia.objects.update(user=operator)
+    script = Client(enforce_csrf_checks=True)
+    script.force_login(operator)
+    forged = script.delete(f"/api/5.0/isos/urls/{first}", HTTP_ORIGIN="https://evil.example")
+    assert forged.status_code == 403 and IsoMedia.objects.get(pk=first).revoked_at is None
+    assert script.delete(f"/api/5.0/isos/urls/{second}").status_code == 200  # no body, no token
