@@ -58,11 +58,13 @@ def audits_text() -> str:
     return json.dumps([model_to_dict(row) for row in RedfishMount.objects.all()], default=str)
 
 
+# serialized_rollback: the flush between transactional tests would drop the migrated groups.
+@pytest.mark.django_db(transaction=True, serialized_rollback=True)
 def test_mount_over_the_api_of_a_live_portal(
     transactional_db: Any, kickstart_location: Path, make_user: Any, tmp_path: Path
 ) -> None:
     settled(kickstart_location / "centos72")
-    make_user("op", superuser=True)  # a transactional test may follow another's flush: no groups then
+    make_user("op", "operations")
     log = tmp_path / "gunicorn.log"
     with serve_portal(kickstart_location, log) as server, bmc.emulator(tmp_path / "bmc") as emulator:
         session = logged_in_session(server.url, "op")
