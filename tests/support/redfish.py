@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -150,6 +151,12 @@ def libvirtd(workdir: Path) -> Iterator[None]:
             unavailable(f"{tool} is not installed (apt-get install libvirt-daemon-system)")
     if os.geteuid() != 0:
         unavailable("libvirt's system daemon needs root")
+    qemu_conf = Path("/etc/libvirt/qemu.conf")
+    if not re.search(r'^user\s*=\s*"root"', qemu_conf.read_text() if qemu_conf.is_file() else "", re.M):
+        # Else libvirt probes QEMU again on each call (seconds each) where /dev/kvm is root's only.
+        unavailable(
+            'libvirt\'s QEMU must run as root: user = "root" in /etc/libvirt/qemu.conf (docs/testing.md)'
+        )
     if _libvirt_answers():
         yield
         return
