@@ -54,7 +54,7 @@ class IsoRequestSerializerExtension(OpenApiSerializerExtension):  # type: ignore
         properties["stream"] = {
             "type": "string",
             "enum": ["yes", "no"],
-            "description": 'yes (or absent): the ISO, streamed; no: a URL for virtual media (JSON).',
+            "description": "yes (or absent): the ISO, streamed; no: a URL for virtual media (JSON).",
         }
         return {
             "type": "object",
