@@ -22,6 +22,7 @@ import time
 from datetime import datetime, timedelta
 
 from django.db import DatabaseError
+from django.db.models import Q, QuerySet
 from django.utils import timezone
 
 from isos.connections import close_while_streaming
@@ -53,13 +54,29 @@ def orphan_reason(build: IsoBuild, now: datetime) -> str | None:
     return None
 
 
+def orphan_candidates(now: datetime) -> QuerySet[IsoBuild]:
+    """The streaming records that may be orphans: those of owners gone (each owner judged
+    once: a few processes own a thousand streams) or not progressed for the stall limit."""
+    streaming = IsoBuild.objects.filter(outcome=IsoBuild.Outcome.STREAMING)
+    owners = (
+        streaming.exclude(owner_pid=None).values_list("owner_host", "owner_pid", "owner_token").distinct()
+    )
+    gone = Q(pk__in=[])
+    for host, pid, token in owners:
+        if pid is not None and owner_is_gone(ProcessOwner(host=host, pid=pid, token=token)):
+            gone |= Q(owner_host=host, owner_pid=pid, owner_token=token)
+    stalled = now - STALLED_STREAM_LIMIT
+    quiet = Q(progressed_at__lt=stalled) | Q(progressed_at=None, started_at__lt=stalled)
+    return streaming.filter(gone | quiet).order_by("id")
+
+
 def close_orphaned_streams() -> list[IsoBuild]:
     """Close every orphaned streaming record as ``interrupted``; the records closed here."""
     from isos.audit import log_request_line
 
     now = timezone.now()
     closed = []
-    for build in IsoBuild.objects.filter(outcome=IsoBuild.Outcome.STREAMING).order_by("id"):
+    for build in orphan_candidates(now):
         reason = orphan_reason(build, now)
         if reason is None:
             continue
