@@ -59,13 +59,13 @@ def _zeros(size: int) -> memoryview:
 
 
 # Chunk sizes follow the reader: one that took more than FAST_READER bytes a second over
-# the last READER_WINDOW gets chunks twice as big, up to the stream's chunk size; one
-# slower than SLOW_READER gets the smallest again. A slow reader (a BMC, a far-away link:
-# the many) then holds little memory, a fast one pays little Python per byte. The window
-# is long enough that the socket buffers filling at the start (megabytes in milliseconds)
-# do not pass for a fast reader (docs/design.md, "The serving model").
+# the last READER_WINDOW gets the stream's whole chunk size; one slower than SLOW_READER
+# gets the smallest again. A slow reader (a BMC, a far-away link: the many) then holds
+# little memory, a fast one pays little Python per byte. The window is long enough, and
+# FAST_READER high enough, that the socket buffers filling at the start (megabytes in
+# milliseconds) do not pass for a fast reader (docs/design.md, "The serving model").
 SMALLEST_CHUNK = 64 * 1024
-FAST_READER = 50_000_000
+FAST_READER = 100_000_000
 SLOW_READER = 10_000_000
 READER_WINDOW = 0.1
 
@@ -103,7 +103,7 @@ class _ChunkBuffer:
             if elapsed >= READER_WINDOW:
                 rate = self._window_bytes / elapsed
                 if rate > FAST_READER and self.size < self.largest:
-                    self._resize(min(self.largest, self.size * 2))
+                    self._resize(self.largest)
                 elif rate < SLOW_READER and self.size > SMALLEST_CHUNK:
                     self._resize(SMALLEST_CHUNK)
                 self._window_started, self._window_bytes = now, 0
@@ -395,8 +395,8 @@ class IsoImage:
 
     def iter_range(self, offset: int, length: int) -> Iterator[bytes]:
         """Bytes ``offset`` to ``offset + length`` (fewer at the image's end), patched, in
-        chunks sized as the stream's (64 KiB, twice as big for a fast reader up to the chunk
-        size): a Range request's body. The first piece is found by bisection in the plan,
+        chunks sized as the stream's (64 KiB, the chunk size for a fast reader): a Range
+        request's body. The first piece is found by bisection in the plan,
         so nothing before the range is read. Raises StreamError as the stream would."""
         if self._closed:
             raise RuntimeError("the ISO image is closed")
