@@ -19,17 +19,15 @@ from isos.orphans import close_orphaned_streams
 from osversions.admin import unstorable_query
 
 
-@admin.register(IsoBuild)
-class IsoBuildAdmin(admin.ModelAdmin):  # type: ignore[type-arg]
-    list_display = ["started_at", "username", "fqdn", "osversion_dir", "outcome", "bytes_sent", "iso_size"]
-    list_filter = ["outcome", "osversion_dir"]
-    search_fields = ["fqdn", "username", "osversion_dir"]
-    date_hierarchy = "started_at"
+class ReadOnlyAdmin(admin.ModelAdmin):  # type: ignore[type-arg]
+    """An audit's list: nobody adds, changes or deletes a row; ``exclude`` stays hidden."""
+
     # No bulk action at all: "delete selected" is the only one Django offers.
-    actions = None
+    actions: Any = None
 
     def get_readonly_fields(self, request: HttpRequest, obj: Any = None) -> list[str]:
-        return [field.name for field in IsoBuild._meta.fields]
+        hidden = self.exclude or ()
+        return [field.name for field in self.model._meta.fields if field.name not in hidden]
 
     def has_add_permission(self, request: HttpRequest) -> bool:
         return False
@@ -46,13 +44,27 @@ class IsoBuildAdmin(admin.ModelAdmin):  # type: ignore[type-arg]
         # A search or filter holding a NUL would reach the database, which refuses it (a 500).
         if unstorable_query(request):
             return HttpResponseBadRequest("A search or filter holds a NUL or an unpaired surrogate.")
-        # Streams whose worker died are closed before anyone reads the list.
-        close_orphaned_streams()
+        return super().changelist_view(request, extra_context)
+
+
+@admin.register(IsoBuild)
+class IsoBuildAdmin(ReadOnlyAdmin):
+    list_display = ["started_at", "username", "fqdn", "osversion_dir", "outcome", "bytes_sent", "iso_size"]
+    list_filter = ["outcome", "osversion_dir"]
+    search_fields = ["fqdn", "username", "osversion_dir"]
+    date_hierarchy = "started_at"
+
+    def changelist_view(
+        self, request: HttpRequest, extra_context: dict[str, str] | None = None
+    ) -> HttpResponse:
+        if not unstorable_query(request):
+            # Streams whose worker died are closed before anyone reads the list.
+            close_orphaned_streams()
         return super().changelist_view(request, extra_context)
 
 
 @admin.register(IsoMedia)
-class IsoMediaAdmin(admin.ModelAdmin):  # type: ignore[type-arg]
+class IsoMediaAdmin(ReadOnlyAdmin):
     """ISO URLs: read-only but for "Revoke selected URLs" (never the token: only its hash
     exists; nor the stored ks_scripts files)."""
 
@@ -72,14 +84,9 @@ class IsoMediaAdmin(admin.ModelAdmin):  # type: ignore[type-arg]
     exclude = ["token_hash", "files"]
     actions = ["revoke_urls"]
 
-    def get_readonly_fields(self, request: HttpRequest, obj: Any = None) -> list[str]:
-        return [field.name for field in IsoMedia._meta.fields if field.name not in self.exclude]
-
-    def has_add_permission(self, request: HttpRequest) -> bool:
-        return False
-
-    def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
-        return False
+    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        # Django's own rule here (every field is read-only all the same).
+        return admin.ModelAdmin.has_change_permission(self, request, obj)
 
     @admin.action(description="Revoke selected URLs", permissions=["view"])
     def revoke_urls(self, request: HttpRequest, queryset: QuerySet[IsoMedia]) -> None:
@@ -88,31 +95,10 @@ class IsoMediaAdmin(admin.ModelAdmin):  # type: ignore[type-arg]
 
 
 @admin.register(RedfishMount)
-class RedfishMountAdmin(admin.ModelAdmin):  # type: ignore[type-arg]
+class RedfishMountAdmin(ReadOnlyAdmin):
     """Requests to mount an ISO URL on a BMC (isos.redfish_views): audit, read-only."""
 
     list_display = ["started_at", "username", "iso_name", "bmc", "power", "outcome", "failure"]
     list_filter = ["outcome", "failure"]
     search_fields = ["username", "iso_name", "bmc"]
     date_hierarchy = "started_at"
-    actions = None
-
-    def get_readonly_fields(self, request: HttpRequest, obj: Any = None) -> list[str]:
-        return [field.name for field in RedfishMount._meta.fields]
-
-    def has_add_permission(self, request: HttpRequest) -> bool:
-        return False
-
-    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
-        return False
-
-    def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
-        return False
-
-    def changelist_view(
-        self, request: HttpRequest, extra_context: dict[str, str] | None = None
-    ) -> HttpResponse:
-        # A search or filter holding a NUL would reach the database, which refuses it (a 500).
-        if unstorable_query(request):
-            return HttpResponseBadRequest("A search or filter holds a NUL or an unpaired surrogate.")
-        return super().changelist_view(request, extra_context)

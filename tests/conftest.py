@@ -21,12 +21,13 @@ from django.contrib.auth.models import Group, Permission, User
 from django.test import Client
 from guardian.shortcuts import assign_perm
 
+from isos.engine.layout_cache import layout_cache
 from osversions.catalog import sync_catalog
 from osversions.models import OsVersion
 from tests.support.api import PASSWORD, FormClient
 from tests.support.bootkit import BootkitUnavailable, install_bootkit
 from tests.support.serving import serve_portal
-from tests.support.sources import CATALOG, SYSTEM_ISOLINUX_BIN, make_source_tree
+from tests.support.sources import CATALOG, SYSTEM_ISOLINUX_BIN, make_source_tree, settled
 from tests.support.tools import require_file, unavailable
 
 
@@ -179,3 +180,10 @@ def bootkit_source(kickstart_location: Path) -> Path:
         return install_bootkit(kickstart_location)
     except BootkitUnavailable as exc:
         unavailable(f"boot kit unavailable: {exc}")
+
+
+@pytest.fixture
+def media_source(kickstart_location: Path) -> Path:
+    """The test source, aged so that an ISO URL can pin its layout, in an empty cache."""
+    layout_cache.clear()
+    return settled(kickstart_location / "centos72")

@@ -16,7 +16,7 @@ from isos.engine.layout_cache import LayoutCache, source_fingerprint
 from isos.engine.layout_process import make_layout_template_in_child
 from isos.engine.template import LayoutTemplate
 from tests.support.layouts import assert_same_layout_shape
-from tests.support.sources import make_source_tree
+from tests.support.sources import make_source_tree, settled
 
 EXTRAS = {
     "ks_scripts/network.cfg": b'IPADDR="1.3.3.7"\nDHCP="no"',
@@ -27,18 +27,6 @@ EXTRAS = {
 
 # pycdlib stamps dates: every layout here is made with the clock pinned (conftest).
 pytestmark = pytest.mark.usefixtures("frozen_clock")
-
-
-def settled(tree: Path) -> Path:
-    """Backdate the tree's times, as if it had been left alone for a while.
-
-    File times tick coarsely, so the cache does not trust a tree changed in the last
-    second; tests that change a tree and look again at once must age it first.
-    """
-    past = time.time_ns() - 10 * 10**9
-    for path in [tree, *tree.rglob("*")]:
-        os.utime(path, ns=(past, past), follow_symlinks=False)
-    return tree
 
 
 def test_a_template_made_in_a_child_process_has_the_same_layout(tmp_path: Path) -> None:

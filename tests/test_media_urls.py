@@ -28,22 +28,9 @@ from isos.models import IsoBuild, IsoMedia
 from tests.support.api import ISOS_URL, post_json, static_request
 from tests.support.processes import poll
 from tests.support.serving import logged_in_session, serve_portal
+from tests.support.sources import settled
 
 TOKEN_PATH = re.compile(r"^/isos/media/([A-Za-z0-9_-]{43})/test\.quest-centos72\.iso$")
-
-
-def settled(tree: Path) -> None:
-    """Backdate a source's times: the cache does not pin a tree changed in the last second."""
-    past = time.time_ns() - 10 * 10**9
-    for path in [tree, *tree.rglob("*")]:
-        os.utime(path, ns=(past, past), follow_symlinks=False)
-
-
-@pytest.fixture
-def media_source(kickstart_location: Path) -> Path:
-    settled(kickstart_location / "centos72")
-    layout_cache.clear()
-    return kickstart_location / "centos72"
 
 
 def make_url(client: Client, **overrides: Any) -> dict[str, Any]:

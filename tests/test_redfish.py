@@ -13,9 +13,7 @@ import functools
 import hashlib
 import http.server
 import logging
-import os
 import threading
-import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -28,6 +26,7 @@ from tests.support import redfish as bmc
 from tests.support.api import EXPECTED_NETWORK_CFG, static_request
 from tests.support.bootkit import BOOTKIT_DIRECTORY, NETWORK_CFG_END, read_console
 from tests.support.serving import free_port, logged_in_session, serve_portal
+from tests.support.sources import settled
 
 
 @pytest.fixture
@@ -46,13 +45,6 @@ def iso_url(tmp_path: Path) -> Iterator[tuple[str, Path]]:
     finally:
         server.shutdown()
         server.server_close()
-
-
-def settled(tree: Path) -> None:
-    """Backdate a source's times: the cache does not pin a tree changed in the last second."""
-    past = time.time_ns() - 10 * 10**9
-    for path in [tree, *tree.rglob("*")]:
-        os.utime(path, ns=(past, past), follow_symlinks=False)
 
 
 class _QuietHandler(http.server.SimpleHTTPRequestHandler):

@@ -10,9 +10,7 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 import re
-import time
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
@@ -23,25 +21,11 @@ from django.contrib.auth.models import User
 from django.forms.models import model_to_dict
 from django.test import Client
 
-from isos.engine.layout_cache import layout_cache
 from isos.models import IsoMedia, RedfishMount
 from tests.support import redfish as bmc
 from tests.support.api import ISOS_URL, post_json, static_request
 from tests.support.serving import free_port, logged_in_session, serve_portal
-
-
-def settled(tree: Path) -> None:
-    """Backdate a source's times: the cache does not pin a tree changed in the last second."""
-    past = time.time_ns() - 10 * 10**9
-    for path in [tree, *tree.rglob("*")]:
-        os.utime(path, ns=(past, past), follow_symlinks=False)
-
-
-@pytest.fixture
-def media_source(kickstart_location: Path) -> Path:
-    settled(kickstart_location / "centos72")
-    layout_cache.clear()
-    return kickstart_location / "centos72"
+from tests.support.sources import settled
 
 
 def mount_path(media_id: int) -> str:

@@ -12,6 +12,7 @@ import os
 import random
 import shutil
 import stat
+import time
 from pathlib import Path
 
 SYSTEM_ISOLINUX_BIN = Path("/usr/lib/ISOLINUX/isolinux.bin")
@@ -113,3 +114,16 @@ def tree_digest(root: Path) -> str:
                         digest.update(block)
             digest.update(b"\0")
     return digest.hexdigest()
+
+
+def settled(tree: Path) -> Path:
+    """Backdate the tree's times, as if it had been left alone for a while.
+
+    File times tick coarsely, so the layout cache does not trust (nor pin for an ISO URL) a
+    tree changed in the last second; tests that change a tree and look again at once must
+    age it first.
+    """
+    past = time.time_ns() - 10 * 10**9
+    for path in [tree, *tree.rglob("*")]:
+        os.utime(path, ns=(past, past), follow_symlinks=False)
+    return tree
