@@ -30,7 +30,7 @@ from isos.engine.stream import IsoImage
 from isos.generation import content_disposition, limit_send_time
 from isos.media import count_fetch, files_of, live_media, live_media_for_token, pin_of, revoke
 from isos.models import IsoMedia
-from isos.stream_limits import descriptor_bound, worker_streams
+from isos.stream_limits import RETRY_AFTER_SECONDS, take_worker_slot, worker_streams
 from portal.trafficops.alerts import alert_response
 from portal.trafficops.log_text import log_traceback, log_value
 from portal.trafficops.openapi import UNAUTHORIZED, alerts, schema_common
@@ -41,7 +41,6 @@ request_logger = logging.getLogger("isos.media.fetches")
 GONE_TEXT = "the ISO source changed after this URL was made; generate a new one"
 NOT_FOUND_TEXT = "Not Found"
 BUSY_TEXT = "the server is sending as many ISOs as it can; try again shortly"
-RETRY_AFTER = 30
 SINGLE_RANGE = re.compile(r"bytes=(?:(\d+)-(\d*)|-(\d+))")
 
 
@@ -201,10 +200,9 @@ def _serve(request: HttpRequest, record: IsoMedia) -> HttpResponseBase:
         response = _refused(416, "Range Not Satisfiable", record.pk, request, "unsatisfiable")
         response["Content-Range"] = f"bytes */{size}"
         return response
-    limit = min(settings.ISO_MAX_STREAMS, descriptor_bound())
-    if not worker_streams.take(limit):
+    if take_worker_slot() is not None:
         response = _refused(503, BUSY_TEXT, record.pk, request, "busy")
-        response["Retry-After"] = str(RETRY_AFTER)
+        response["Retry-After"] = str(RETRY_AFTER_SECONDS)
         return response
     try:
         image = layout_cache.pinned_image(

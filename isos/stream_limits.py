@@ -31,6 +31,7 @@ DESCRIPTORS_PER_STREAM = 12
 # Fewer left than this when a download would start: it is refused, whatever the bound says.
 LAST_DESCRIPTORS = 32
 OUT_OF_DESCRIPTORS = (errno.EMFILE, errno.ENFILE)
+OUT_OF_DESCRIPTORS_TEXT = "the server has no file descriptors left for another ISO; try again shortly"
 
 
 @dataclass
@@ -107,20 +108,26 @@ def take_stream_slot(attempt: Attempt) -> None:
             f"too many ISO downloads at once: at most {per_user} per user; "
             "try again when one of yours has finished",
         )
+    busy = take_worker_slot()
+    if busy is not None:
+        raise refuse(attempt, 503, busy)
+
+
+def take_worker_slot() -> str | None:
+    """Take one of this worker's streams (any download: a POST's, an ISO URL's), or say why
+    not, in the words of the 503: as many as ``ISO_MAX_STREAMS`` or the descriptors allow
+    stream already, or fewer than LAST_DESCRIPTORS are left."""
     limit = min(settings.ISO_MAX_STREAMS, descriptor_bound())
     if not worker_streams.take(limit):
-        raise refuse(
-            attempt,
-            503,
-            f"the server is sending as many ISOs as it can ({limit} at once); try again shortly",
-        )
+        return f"the server is sending as many ISOs as it can ({limit} at once); try again shortly"
     left = descriptors_left()
     if left is not None and left < LAST_DESCRIPTORS:
         # Deeper trees than reckoned, or other files held: the bound was not enough.
         worker_streams.give_back()
-        raise out_of_descriptors(attempt)
+        return OUT_OF_DESCRIPTORS_TEXT
+    return None
 
 
 def out_of_descriptors(attempt: Attempt) -> StreamRefused:
     """The refusal when opening the ISO ran out of file descriptors (audited)."""
-    return refuse(attempt, 503, "the server has no file descriptors left for another ISO; try again shortly")
+    return refuse(attempt, 503, OUT_OF_DESCRIPTORS_TEXT)

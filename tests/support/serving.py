@@ -23,6 +23,7 @@ import requests
 from django.conf import settings
 from django.db import connection
 
+from portal.management.commands.serve import SETTINGS as PRODUCTION_SETTINGS
 from tests.support.api import PASSWORD
 from tests.support.processes import child_pids, poll
 
@@ -46,10 +47,6 @@ def wait_for_port(port: int, process: subprocess.Popen[bytes], log: Path) -> Non
             if process.poll() is not None or time.monotonic() > deadline:
                 raise RuntimeError(f"server did not start:\n{log.read_text()[-3000:]}") from None
             time.sleep(0.05)
-
-
-# What ``manage.py serve`` runs: the production settings.
-PRODUCTION_SETTINGS = "python:portal.gunicorn_conf"
 
 
 class Gunicorn:
@@ -84,7 +81,7 @@ class Gunicorn:
                 "-m",
                 "gunicorn",
                 "-c",
-                PRODUCTION_SETTINGS,
+                PRODUCTION_SETTINGS,  # what ``manage.py serve`` runs
                 app,
                 "--bind",
                 f"127.0.0.1:{self.port}",
