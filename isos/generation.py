@@ -26,7 +26,7 @@ from django.views.decorators.debug import sensitive_variables
 from isos.attempt import Attempt
 from isos.audit import AuditedStream, record_attempt
 from isos.connections import close_while_streaming
-from isos.engine import IsoStream, SourceError, describe_boot
+from isos.engine import IsoStream, SourceError, StreamError, describe_boot
 from isos.engine.hook import BUILT_BY_HOOK, HookError, find_generate_hook, run_generate_hook
 from isos.engine.layout_cache import layout_cache
 from isos.kickstart import IsoRequest, nameservers_from_resolv_conf, render_ks_scripts
@@ -218,17 +218,29 @@ def open_iso_stream(attempt: Attempt, iso_request: IsoRequest) -> AuditedStream:
                 osversion_dir=iso_request.osversion_dir,
             )
     except Exception as error:
-        if ran_out_of_descriptors(error):
-            raise out_of_descriptors(attempt) from error
-        if isinstance(error, CatalogError | SourceError | HookError):
-            raise record_failure(attempt, str(error)) from error
-        # E.g. a bad ROOT_PASSWORD_HASH, or a bug in rendering ks_scripts: these steps
-        # hold the root password, so it is kept out of the reason.
-        raise unexpected_failure(attempt, error, secret=iso_request.root_pass) from error
+        raise building_failure(attempt, error, iso_request.root_pass) from error
 
     build = record_attempt(attempt, IsoBuild.Outcome.STREAMING, iso_size=image.size, boot=boot)
     close_while_streaming()
     return AuditedStream(image, build, started=attempt.started)
+
+
+# What can go wrong making an ISO that is the source's or the catalog's fault: a reason
+# for the log and the audit, not a bug.
+KNOWN_FAILURES: tuple[type[Exception], ...] = (CatalogError, SourceError, HookError, StreamError)
+
+
+def building_failure(attempt: Attempt, error: Exception, secret: str) -> Exception:
+    """What to raise for ``error`` met while making an ISO (a download's or a URL's), audited:
+    StreamRefused (503) when the worker ran out of descriptors, GenerationFailed otherwise,
+    with the error's reason when it is a known failure. ``secret`` (the root password,
+    which these steps hold) is kept out of an unexpected error's reason."""
+    if ran_out_of_descriptors(error):
+        return out_of_descriptors(attempt)
+    if isinstance(error, KNOWN_FAILURES):
+        return record_failure(attempt, str(error))
+    # E.g. a bad ROOT_PASSWORD_HASH, or a bug in rendering ks_scripts.
+    return unexpected_failure(attempt, error, secret=secret)
 
 
 def ran_out_of_descriptors(error: BaseException | None) -> bool:

@@ -34,23 +34,21 @@ from rest_framework.response import Response
 from isos.attempt import Attempt
 from isos.audit import record_attempt
 from isos.connections import close_while_streaming
-from isos.engine import SourceError, StreamError, describe_boot
-from isos.engine.hook import HookError, find_generate_hook
+from isos.engine import describe_boot
+from isos.engine.hook import find_generate_hook
 from isos.engine.layout_cache import Pin, layout_cache, source_fingerprint
 from isos.engine.stream import IsoImage
 from isos.generation import (
+    building_failure,
     iso_filename,
     nameservers,
-    ran_out_of_descriptors,
-    record_failure,
-    unexpected_failure,
 )
 from isos.history import sees_every_build
 from isos.kickstart import IsoRequest, render_ks_scripts
 from isos.models import IsoBuild, IsoMedia
 from isos.serializers import is_blank
-from isos.stream_limits import StreamRefused, out_of_descriptors, take_stream_slot, worker_streams
-from osversions.catalog import CatalogError, kickstart_files_location, resolve_source
+from isos.stream_limits import StreamRefused, take_stream_slot, worker_streams
+from osversions.catalog import kickstart_files_location, resolve_source
 from portal.trafficops.alerts import alerts_body
 
 logger = logging.getLogger(__name__)
@@ -233,11 +231,7 @@ def make_url(attempt: Attempt, iso_request: IsoRequest, iso_name: str, base: str
         except (MediaRefused, StreamRefused):
             raise
         except Exception as error:
-            if ran_out_of_descriptors(error):
-                raise out_of_descriptors(attempt) from error
-            if isinstance(error, CatalogError | SourceError | HookError | StreamError):
-                raise record_failure(attempt, str(error)) from error
-            raise unexpected_failure(attempt, error, secret=iso_request.root_pass) from error
+            raise building_failure(attempt, error, iso_request.root_pass) from error
     finally:
         worker_streams.give_back()
     token = new_token()
