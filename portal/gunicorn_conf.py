@@ -34,6 +34,10 @@ worker_connections = 2000
 # The worker's heartbeat (from its event loop, whatever the downloads are doing): not a
 # limit on a download's length.
 timeout = 60
+# How long a connection may wait for its next request's headers. gevent's worker applies it
+# to a new connection's first request too: gunicorn's 2 s dropped requests, unanswered, that
+# a worker busy with fast downloads took over 2 s to read. nginx's client_header_timeout is 10 s.
+keepalive = 10
 # A restart or reload lets running downloads finish for this long before they are cut.
 graceful_timeout = 300
 proc_name = "iso-portal"

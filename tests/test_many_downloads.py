@@ -237,3 +237,36 @@ def test_a_worker_takes_no_more_downloads_than_its_descriptors_hold(
             assert requests.get(f"{server.url}/healthz", timeout=10).status_code == 200
         assert poll(lambda: not builds.filter(outcome=IsoBuild.Outcome.STREAMING).exists(), wait=30)
         assert source_descriptors(server.worker_pids(), kickstart_location) == []
+
+
+def answer_to(client: socket.socket) -> bytes:
+    """What the server sends until it closes the connection (b"" if it closes without a word)."""
+    client.settimeout(30)
+    received = b""
+    while chunk := client.recv(65536):
+        received += chunk
+    return received
+
+
+def test_a_request_whose_headers_come_late_is_answered_and_idle_connections_close(
+    kickstart_location: Path, tmp_path: Path
+) -> None:
+    """A worker busy with fast downloads (or a client on a slow link) may take seconds to read a
+    request's headers: the request is answered, not dropped unanswered (gevent's worker used to
+    give them gunicorn's 2 s keep-alive). An idle kept-alive connection is still closed."""
+    request = b"GET /healthz HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n"
+    with serve_portal(kickstart_location, tmp_path / "gunicorn.log", workers=1) as server:
+        with socket.create_connection(("127.0.0.1", server.port)) as late:
+            time.sleep(3)
+            late.sendall(request)
+            assert answer_to(late).startswith(b"HTTP/1.1 200 OK\r\n")
+        with socket.create_connection(("127.0.0.1", server.port)) as trickling:
+            for line in request.splitlines(keepends=True):
+                time.sleep(0.8)
+                trickling.sendall(line)
+            assert answer_to(trickling).startswith(b"HTTP/1.1 200 OK\r\n")
+        with socket.create_connection(("127.0.0.1", server.port)) as idle:
+            started = time.monotonic()
+            idle.sendall(request.replace(b"close", b"keep-alive"))
+            assert answer_to(idle).startswith(b"HTTP/1.1 200 OK\r\n")
+            assert 9 < time.monotonic() - started < 20
