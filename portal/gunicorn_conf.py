@@ -41,6 +41,10 @@ keepalive = 10
 # A restart or reload lets running downloads finish for this long before they are cut.
 graceful_timeout = 300
 proc_name = "iso-portal"
+# gunicorn 25.1+'s control socket has one path per user ($HOME/.gunicorn/gunicorn.ctl), so the
+# app servers of one host (iso-portal@8001, @8002) would each take it from the other; systemd
+# (or signals) control them instead.
+control_socket_disable = True
 # nginx keeps the access log; the portal logs each ISO attempt itself (isos.requests).
 accesslog = None
 errorlog = "-"
