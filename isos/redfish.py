@@ -17,12 +17,16 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from enum import StrEnum
-from typing import Any, Literal, TypeVar
+from typing import TYPE_CHECKING, Any, Literal, TypeVar
 from urllib.parse import urlsplit
 
 import requests
-import sushy
-from sushy import exceptions as sushy_errors
+
+if TYPE_CHECKING:
+    from sushy import exceptions as sushy_errors
+
+# sushy is imported by the functions that use it, not here: it weighs about 18 MB, which
+# every app server's worker would carry whether or not anyone mounts an ISO on a BMC.
 
 Power = Literal["none", "on", "reset"]
 POWER_CHOICES: tuple[Power, ...] = ("none", "on", "reset")
@@ -169,6 +173,8 @@ def _chain(error: BaseException) -> Iterator[BaseException]:
 
 def _classify(error: Exception, step: str, bmc: str) -> _StepFailed:
     """A sushy (or requests) error as the kind an operator acts on, with a plain message."""
+    from sushy import exceptions as sushy_errors
+
     if isinstance(error, _StepFailed):
         return error
     if isinstance(error, sushy_errors.ConnectionError | requests.RequestException):
@@ -228,6 +234,8 @@ def _pick_system(systems: Any, system_id: str | None) -> Any:
 
 def _find_cd(root: Any, system: Any) -> tuple[Any, str]:
     """The first CD/DVD virtual media of the system's managers (or of the system itself)."""
+    from sushy import exceptions as sushy_errors
+
     places: list[tuple[str, Callable[[], Any]]] = []
     try:
         managers = list(system.managers)
@@ -271,6 +279,8 @@ def mount(
     ``on`` (if off) or ``reset`` (restart if on, else on). Stops at the first failing step.
     BadAddress (before anything is sent) if ``address`` cannot be used.
     """
+    import sushy
+
     if power not in POWER_CHOICES:
         raise ValueError(f"power must be one of {', '.join(POWER_CHOICES)}")
     base = bmc_base_url(address, insecure)
@@ -347,6 +357,8 @@ def _value(member: Any) -> str:
 
 
 def _power(system: Any, power: Power, done: Callable[[Literal["done", "skipped"], str], None]) -> None:
+    import sushy
+
     state = system.power_state
     if power == "none":
         done("skipped", f"power left {_value(state)}: the override applies at the next boot")
