@@ -21,10 +21,11 @@ from typing import Any
 import pytest
 
 from isos.models import IsoMedia
-from isos.redfish import BadAddress, Failure, MountResult, bmc_base_url, mount
+from isos.redfish import BadAddress, Failure, MountResult, Power, bmc_base_url, mount
 from tests.support import redfish as bmc
 from tests.support.api import EXPECTED_NETWORK_CFG, static_request
 from tests.support.bootkit import BOOTKIT_DIRECTORY, NETWORK_CFG_END, read_console
+from tests.support.processes import poll
 from tests.support.serving import free_port, logged_in_session, serve_portal
 from tests.support.sources import settled
 
@@ -223,3 +224,22 @@ def test_a_libvirt_machine_boots_from_the_portals_url(
     assert report.medium.startswith("/dev/sr")
     override = next(step for step in mounted.json()["response"]["steps"] if step["step"] == "boot override")
     assert override["detail"].endswith("(UEFI)" if firmware == "uefi" else "(boot mode as set)")
+
+
+def test_power_on_then_reset(tmp_path: Path, iso_url: tuple[str, Path]) -> None:
+    """``on`` powers an off system on and leaves an on one alone; ``reset`` restarts an on
+    one. (The emulator, like a real BMC, applies a power action some seconds later.)"""
+    url, iso = iso_url
+    iso.write_bytes(bytes(range(256)) * 64)
+
+    def power_step(power: Power) -> tuple[str, str]:
+        result = mount(url, emulator.address, bmc.USERNAME, bmc.PASSWORD, insecure=True, power=power)
+        assert result.ok, result
+        [step] = [step for step in result.steps if step.name == "power"]
+        return step.status, step.detail
+
+    with bmc.emulator(tmp_path / "bmc") as emulator:
+        assert power_step("on") == ("done", "powered on")
+        assert poll(lambda: power_step("none")[1].startswith("power left On:"), wait=30)
+        assert power_step("on") == ("skipped", "already on: the override applies at the next boot")
+        assert power_step("reset") == ("done", "reset (ForceRestart)")
