@@ -10,6 +10,7 @@ import io
 import json
 import logging
 import os
+import signal
 import sys
 from collections.abc import Callable
 from pathlib import Path
@@ -21,6 +22,7 @@ from django.core.management import CommandError, call_command
 from django.db import OperationalError
 from django.test import Client
 
+from isos.management.commands.generate_iso import Command
 from isos.models import IsoBuild
 from osversions.models import OsVersion
 from tests.support.api import STATIC_COMMAND_OPTIONS, close_response, post_json, request_lines, static_request
@@ -98,6 +100,29 @@ def test_generate_iso_writes_the_requests_iso(
     assert_no_secret(caplog, out, err)
     [line] = request_lines(caplog)
     assert (line["user"], line["outcome"], line["client"]) == ("op", "built", "-")
+
+
+@pytest.mark.django_db
+@pytest.mark.usefixtures("secret_on_stdin")
+def test_generate_iso_killed_leaves_no_part_file_and_closes_its_record(
+    operator: User, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """SIGTERM while the ISO is written: no FILE.part left, the record closed, exit 143."""
+    write_to = Command._write_to
+
+    def terminated_mid_write(self: Command, stream: Any, file: Any) -> None:
+        assert output.with_name("host.iso.part").exists()
+        signal.raise_signal(signal.SIGTERM)
+        write_to(self, stream, file)
+
+    monkeypatch.setattr(Command, "_write_to", terminated_mid_write)
+    output = tmp_path / "host.iso"
+    handler = signal.getsignal(signal.SIGTERM)
+    status, _, _ = generate("--user=op", "--root-pass-stdin", f"--output={output}", *STATIC_COMMAND_OPTIONS)
+    assert status == 143
+    assert written_files(tmp_path) == []
+    assert IsoBuild.objects.get().outcome != IsoBuild.Outcome.STREAMING
+    assert signal.getsignal(signal.SIGTERM) == handler  # put back
 
 
 @pytest.mark.django_db

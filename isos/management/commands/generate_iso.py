@@ -10,7 +10,10 @@ from __future__ import annotations
 import contextlib
 import getpass
 import os
+import signal
 import sys
+import threading
+from collections.abc import Iterator
 from pathlib import Path
 from typing import IO, Any, NoReturn
 
@@ -35,6 +38,24 @@ REFUSED = 2
 FAILED = 1
 # The request fields given as options: every one but the password (--host-name → hostName).
 FIELD_OPTIONS = {name: attribute for name, attribute in FIELD_ATTRIBUTES.items() if name != "rootPass"}
+
+
+@contextlib.contextmanager
+def sigterm_as_exit() -> Iterator[None]:
+    """SIGTERM (``kill``, systemd, a CI's time-out) as SystemExit(143) while the ISO is
+    written, so that ``FILE.part`` is removed and the record closed, as after Ctrl-C."""
+
+    def exit_now(signum: int, frame: Any) -> NoReturn:
+        raise SystemExit(128 + signum)
+
+    if threading.current_thread() is not threading.main_thread():
+        yield  # only the main thread may set a signal handler
+        return
+    previous = signal.signal(signal.SIGTERM, exit_now)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
 
 
 class Command(BaseCommand):
@@ -80,10 +101,11 @@ class Command(BaseCommand):
             # The reason is in the log and the audit record, as for the API.
             self._fail("the ISO could not be made; the reason is in the log and the audit record")
         try:
-            if output == "-":
-                self._write_to(stream, sys.stdout.buffer)
-            else:
-                self._write_file(stream, Path(output))
+            with sigterm_as_exit():
+                if output == "-":
+                    self._write_to(stream, sys.stdout.buffer)
+                else:
+                    self._write_file(stream, Path(output))
         finally:
             stream.close()
 
