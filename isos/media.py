@@ -125,9 +125,14 @@ def live_media_of(user: User | AnonymousUser) -> QuerySet[IsoMedia]:
 
 
 def revoke(record: IsoMedia, by: str) -> bool:
-    """Revoke a URL: 404 from then on. False if it already was (or has expired)."""
+    """Revoke a URL: 404 from then on. False if it already was (or has expired).
+
+    Its stored ks_scripts files (the root password's crypt hash among them) are emptied at
+    once: only its bytes needed them. The record keeps what the audit wants (names, size,
+    sha256, counts, dates, who revoked) and the source's pin, which holds no secret.
+    """
     changed = IsoMedia.objects.filter(pk=record.pk, revoked_at__isnull=True).update(
-        revoked_at=timezone.now(), revoked_by=by[:150]
+        revoked_at=timezone.now(), revoked_by=by[:150], files={}
     )
     return bool(changed)
 
