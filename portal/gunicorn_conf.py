@@ -128,3 +128,13 @@ def on_starting(server: Any) -> None:
     """gunicorn's hook in the master, before any worker: the workers inherit the limit."""
     before, after = raise_open_file_limit()
     server.log.info("open files: soft limit %s (was %s)", after, before)
+
+
+def worker_exit(server: Any, worker: Any) -> None:
+    """gunicorn's hook as a worker exits: write the ISO URLs' fetch counts it still holds
+    (each worker writes them a second late, docs/design.md "Byte-identical for life")."""
+    # gunicorn calls this in the master too (a worker already gone), where no request was
+    # served and Django may not be set up: only a process that loaded the module counts.
+    media = sys.modules.get("isos.media")
+    if media is not None:
+        media.flush_fetch_counts()

@@ -5,6 +5,7 @@ same bytes on every read, in-process and from a live gunicorn with 64 readers at
 from __future__ import annotations
 
 import hashlib
+import itertools
 import os
 import random
 import re
@@ -18,19 +19,32 @@ from urllib.parse import urlsplit
 import pytest
 import requests
 from django.contrib.auth.models import User
+from django.db import connection
 from django.test import Client
+from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
 from django.utils.http import http_date
 
 from isos.engine.layout_cache import layout_cache
-from isos.media import files_of, token_hash
+from isos.engine.stream import READER_WINDOW
+from isos.media import FetchCounts, files_of, token_hash
 from isos.models import IsoBuild, IsoMedia
+from portal import gunicorn_conf
 from tests.support.api import ISOS_URL, post_json, static_request
 from tests.support.processes import poll
 from tests.support.serving import logged_in_session, serve_portal
 from tests.support.sources import settled
 
 TOKEN_PATH = re.compile(r"^/isos/media/([A-Za-z0-9_-]{43})/test\.quest-centos72\.iso$")
+
+
+@pytest.fixture(autouse=True)
+def fetch_counts(monkeypatch: pytest.MonkeyPatch) -> FetchCounts:
+    """In-process, a request's counts wait for the test's flush(): the worker's timer would
+    write from another thread, outside the test's transaction."""
+    counts = FetchCounts(every=None)
+    monkeypatch.setattr("isos.media.fetch_counts", counts)
+    return counts
 
 
 def make_url(client: Client, **overrides: Any) -> dict[str, Any]:
@@ -54,7 +68,9 @@ def body_of(response: Any) -> bytes:
 
 
 @pytest.mark.django_db
-def test_stream_no_answers_a_url_and_audits_it(operations_client: Client, media_source: Path) -> None:
+def test_stream_no_answers_a_url_and_audits_it(
+    operations_client: Client, media_source: Path, fetch_counts: FetchCounts
+) -> None:
     answer = make_url(operations_client)
     assert set(answer) == {"isoName", "isoURL", "size", "sha256", "expires"}
     assert answer["isoName"] == "test.quest-centos72.iso"
@@ -87,6 +103,7 @@ def test_stream_no_answers_a_url_and_audits_it(operations_client: Client, media_
     checksum = Client().get(path_of(answer["isoURL"]) + ".sha256")
     assert checksum.status_code == 200
     assert checksum.content.decode() == f"{answer['sha256']}  test.quest-centos72.iso\n"
+    fetch_counts.flush()
     record.refresh_from_db()
     assert record.fetch_count == 2 and record.bytes_served == 2 * len(data)
     assert record.last_client == "127.0.0.1" and record.last_fetched_at is not None
@@ -308,8 +325,78 @@ def test_64_readers_of_random_ranges_on_a_live_server(
 
 
 @pytest.mark.django_db
+def test_fetch_counts_are_written_together_exact_and_newest_last(
+    operations_client: Client, media_source: Path, fetch_counts: FetchCounts
+) -> None:
+    """A worker writes a URL's counts once for many requests (one UPDATE per URL), the sums
+    exact; a tally written late never takes the last client and time back."""
+    first, second = make_url(operations_client), make_url(operations_client)
+    first_id, second_id = IsoMedia.objects.order_by("id").values_list("id", flat=True)
+    spans = [(0, 0), (1000, 66535), (4096, 4096 + 511)]
+    with CaptureQueriesContext(connection) as requests_made:
+        for start, end in spans * 3:
+            response = Client().get(path_of(first["isoURL"]), HTTP_RANGE=f"bytes={start}-{end}")
+            assert response.status_code == 206 and len(body_of(response)) == end - start + 1
+        head = Client().head(path_of(first["isoURL"]))
+        assert head.status_code == 200 and body_of(head) == b""  # read: counted at close
+        assert body_of(Client().get(path_of(second["isoURL"]), HTTP_RANGE="bytes=-10")) != b""
+    assert not [query for query in requests_made.captured_queries if "UPDATE" in query["sql"]]
+    # Each record is read whole once; after that a request asks only whether its URL lives.
+    assert len([query for query in requests_made.captured_queries if '"files"' in query["sql"]]) == 2
+    assert IsoMedia.objects.filter(fetch_count=0, bytes_served=0, last_fetched_at=None).count() == 2
+
+    with CaptureQueriesContext(connection) as flushed:
+        fetch_counts.flush()
+    assert len([query for query in flushed.captured_queries if "UPDATE" in query["sql"]]) == 2
+    record = IsoMedia.objects.get(pk=first_id)
+    assert record.fetch_count == 3 * len(spans) + 1
+    assert record.bytes_served == 3 * sum(end - start + 1 for start, end in spans)
+    assert record.last_client == "127.0.0.1" and record.last_fetched_at is not None
+    assert IsoMedia.objects.filter(pk=second_id, fetch_count=1, bytes_served=10).exists()
+    fetch_counts.flush()  # nothing left: nothing changes
+    assert IsoMedia.objects.get(pk=first_id).fetch_count == 3 * len(spans) + 1
+
+    # Another worker's tally, written after this one's, of requests before its last one.
+    newest = record.last_fetched_at
+    fetch_counts.add(first_id, 7, "192.0.2.7", newest - timedelta(seconds=5))
+    fetch_counts.flush()
+    record.refresh_from_db()
+    assert (record.fetch_count, record.bytes_served) == (
+        3 * len(spans) + 2,
+        3 * sum(end - start + 1 for start, end in spans) + 7,
+    )
+    assert record.last_client == "127.0.0.1" and record.last_fetched_at == newest
+    fetch_counts.add(first_id, 1, "192.0.2.8", newest + timedelta(seconds=5))
+    fetch_counts.flush()
+    record.refresh_from_db()
+    assert record.last_client == "192.0.2.8" and record.last_fetched_at == newest + timedelta(seconds=5)
+
+
+# serialized_rollback: the flush between transactional tests would drop the migrated groups.
+@pytest.mark.django_db(transaction=True, serialized_rollback=True)
+def test_fetch_counts_are_written_by_a_timer_and_at_worker_exit(
+    operations_client: Client, media_source: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The worker's timer writes the counts about ``every`` seconds after a request, with
+    no request after it; gunicorn's worker_exit hook writes what is left at once."""
+    counts = FetchCounts(every=0.2)
+    monkeypatch.setattr("isos.media.fetch_counts", counts)
+    path = path_of(make_url(operations_client)["isoURL"])
+    for _ in range(5):
+        assert body_of(Client().get(path, HTTP_RANGE="bytes=0-99")) != b""
+    assert poll(lambda: IsoMedia.objects.get().fetch_count == 5, wait=10)
+    assert IsoMedia.objects.get().bytes_served == 500
+
+    counts.every = 3600  # a timer that would never come in time
+    assert body_of(Client().get(path, HTTP_RANGE="bytes=0-9")) != b""
+    gunicorn_conf.worker_exit(None, None)
+    record = IsoMedia.objects.get()
+    assert (record.fetch_count, record.bytes_served) == (6, 510)
+
+
+@pytest.mark.django_db
 def test_the_page_makes_a_url_the_history_lists_and_revokes_it(
-    operations_client: Client, client_for: Any, media_source: Path
+    operations_client: Client, client_for: Any, media_source: Path, fetch_counts: FetchCounts
 ) -> None:
     secret = "S3cret root pass!"
     form = {k: str(v) for k, v in static_request(rootPass=secret).items() if k != "dhcp"}
@@ -327,6 +414,7 @@ def test_the_page_makes_a_url_the_history_lists_and_revokes_it(
     assert secret not in html and IsoBuild.objects.get().outcome == IsoBuild.Outcome.URL_MADE
     fetched = Client().get(path_of(url), HTTP_RANGE="bytes=0-1023")
     assert fetched.status_code == 206 and len(body_of(fetched)) == 1024  # read: counted at close
+    fetch_counts.flush()
 
     history = operations_client.get("/isos/history/").content.decode()
     assert 'id="live-urls"' in history and f'id="url-{record.pk}"' in history
@@ -363,7 +451,8 @@ def test_the_admin_revokes_urls(operations_client: Client, client_for: Any, medi
 def test_a_range_seeks_and_reads_in_small_chunks(tmp_path: Path) -> None:
     """IsoImage.iter_range finds its first piece in the plan: the files before the range are
     never opened (one swapped for another inode does not matter to a later range, and fails
-    a range over it); its chunks start at 64 KiB and never pass the chunk size."""
+    a range over it); its chunks start at the range's length up to the chunk size, never pass
+    it, and drop to 64 KiB for a slow reader."""
     from isos.engine import StreamError, make_layout_template
     from isos.engine.plan import FileData
     from tests.support.sources import make_source_tree, pseudo_random_bytes
@@ -388,7 +477,15 @@ def test_a_range_seeks_and_reads_in_small_chunks(tmp_path: Path) -> None:
     with template.instantiate(extras, chunk_size=512 << 10) as image:
         chunks = list(image.iter_range(late.offset + 1000, late.length - 2000))
         assert b"".join(chunks) == data[late.offset + 1000 : late.offset + late.length - 1000]
-        assert len(chunks[0]) <= 64 << 10 and max(map(len, chunks)) <= 512 << 10
+        assert len(chunks[0]) == 512 << 10 and max(map(len, chunks)) <= 512 << 10
+        assert [len(chunk) for chunk in image.iter_range(late.offset, 100_000)] == [100_000]
+        slow = image.iter_range(late.offset, late.length)
+        sizes = []
+        for chunk in itertools.islice(slow, 3):
+            sizes.append(len(chunk))
+            time.sleep(READER_WINDOW * 1.2)  # a reader far below SLOW_READER
+        slow.close()  # type: ignore[attr-defined]
+        assert sizes == [512 << 10, 64 << 10, 64 << 10]
         with pytest.raises(StreamError, match="not the file laid out"):
             b"".join(image.iter_range(first.offset, 10))
 

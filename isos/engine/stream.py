@@ -395,9 +395,9 @@ class IsoImage:
 
     def iter_range(self, offset: int, length: int) -> Iterator[bytes]:
         """Bytes ``offset`` to ``offset + length`` (fewer at the image's end), patched, in
-        chunks sized as the stream's (64 KiB, the chunk size for a fast reader): a Range
-        request's body. The first piece is found by bisection in the plan,
-        so nothing before the range is read. Raises StreamError as the stream would."""
+        chunks of up to the chunk size (64 KiB for a slow reader): a Range request's body.
+        The first piece is found by bisection in the plan, so nothing before the range is
+        read. Raises StreamError as the stream would."""
         if self._closed:
             raise RuntimeError("the ISO image is closed")
         end = min(offset + length, self.size)
@@ -405,7 +405,10 @@ class IsoImage:
             self._starts = [piece.offset for piece in self._plan]
         index = max(bisect.bisect_right(self._starts, offset) - 1, 0)
         files = _SourceFiles(self._source)
-        size = min(SMALLEST_CHUNK, self._chunk_size)
+        # The client chose the range's length: up to the chunk size it goes out in one
+        # chunk (a BMC's many small ranges pay Python per chunk, not per byte); a longer
+        # one starts there too, and drops to the smallest chunk for a slow reader.
+        size = max(min(end - offset, self._chunk_size), 1)
         window_started, window_bytes = time.monotonic(), 0
         try:
             position = offset
