@@ -22,6 +22,7 @@ from django.test import Client
 from guardian.shortcuts import assign_perm
 
 from isos.engine.layout_cache import layout_cache
+from isos.media import FetchCounts
 from osversions.catalog import sync_catalog
 from osversions.models import OsVersion
 from tests.support.api import PASSWORD, FormClient
@@ -55,6 +56,16 @@ CHROMIUM_FLAGS = [
 
 # The user of the operator fixture, in operations.
 OPERATOR = "op"
+
+
+@pytest.fixture(autouse=True)
+def fetch_counts(monkeypatch: pytest.MonkeyPatch) -> FetchCounts:
+    """In-process, an ISO URL's fetch counts wait for the test's flush(): the worker's timer
+    would write from another thread, outside the test's transaction (and after its database
+    is gone). Servers the tests start keep their timer."""
+    counts = FetchCounts(every=None)
+    monkeypatch.setattr("isos.media.fetch_counts", counts)
+    return counts
 
 
 @pytest.fixture

@@ -38,15 +38,6 @@ from tests.support.sources import settled
 TOKEN_PATH = re.compile(r"^/isos/media/([A-Za-z0-9_-]{43})/test\.quest-centos72\.iso$")
 
 
-@pytest.fixture(autouse=True)
-def fetch_counts(monkeypatch: pytest.MonkeyPatch) -> FetchCounts:
-    """In-process, a request's counts wait for the test's flush(): the worker's timer would
-    write from another thread, outside the test's transaction."""
-    counts = FetchCounts(every=None)
-    monkeypatch.setattr("isos.media.fetch_counts", counts)
-    return counts
-
-
 def make_url(client: Client, **overrides: Any) -> dict[str, Any]:
     response = post_json(client, ISOS_URL, static_request(stream="no", **overrides))
     assert response.status_code == 200, response.content
