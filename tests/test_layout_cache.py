@@ -178,6 +178,37 @@ def test_unchanged_dates_of_ordinary_files_do_not_invalidate(tmp_path: Path) -> 
     assert source_fingerprint(str(source)) == before
 
 
+def test_a_fingerprint_again_lists_no_directory_until_one_changes(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A BMC's every range checks the fingerprint: an unchanged tree is lstat'ed, not listed;
+    a file added or a directory removed deep inside still changes it."""
+    source = settled(make_source_tree(tmp_path / "src"))
+    (source / "images" / "deep").mkdir()
+    settled(source)
+    first = source_fingerprint(str(source))
+    listed: list[str] = []
+    scandir = os.scandir
+
+    def counted(path: str) -> Any:
+        listed.append(str(path))
+        return scandir(path)
+
+    monkeypatch.setattr(os, "scandir", counted)
+    assert source_fingerprint(str(source)) == first and listed == []
+
+    (source / "images" / "deep" / "new.img").write_bytes(b"new")
+    second = source_fingerprint(str(settled(source)))
+    assert second not in (None, first) and str(source) in listed
+    listed.clear()
+    (source / "images" / "deep" / "new.img").unlink()
+    (source / "images" / "deep").rmdir()
+    third = source_fingerprint(str(settled(source)))
+    assert third not in (None, first, second) and listed
+    listed.clear()
+    assert source_fingerprint(str(source)) == third and listed == []
+
+
 def test_cache_stays_within_its_bounds(tmp_path: Path) -> None:
     sources = [settled(make_source_tree(tmp_path / f"src{n}")) for n in range(5)]
     cache = LayoutCache(max_entries=3, make_template=make_layout_template)

@@ -37,7 +37,8 @@ def source_fingerprint(source_dir: str) -> str | None:
     """A digest of every directory's mtime, mode, device and inode, and the boot inputs'
     size and mtime (lstat only: a symlink put in place of the source or a directory shows).
 
-    Lists each directory (no stat of plain files): a few milliseconds for 10,000 files.
+    Lists each directory (no stat of plain files): a few milliseconds for 10,000 files;
+    again only when a directory's stats changed (else one lstat per directory).
     None while the tree is settling: file times tick coarsely (a few ms), so a change
     made in the same tick as the fingerprint would leave it equal; a tree changed within
     the last second is not cached at all (the "racy git" problem, solved the same way).
@@ -53,20 +54,7 @@ def source_fingerprint(source_dir: str) -> str | None:
             f"iso\0{info.st_mode}\0{info.st_size}\0{info.st_mtime_ns}\0{info.st_dev}\0{info.st_ino}".encode()
         )
         return hashlib.blake2b(text, digest_size=16).hexdigest()
-    newest = 0
-    lines: list[str] = []
-    pending = [("", source_dir)]
-    while pending:
-        relative, directory = pending.pop()
-        info = os.lstat(directory)
-        newest = max(newest, info.st_mtime_ns)
-        lines.append(f"{relative}\0{info.st_mode}\0{info.st_mtime_ns}\0{info.st_dev}\0{info.st_ino}")
-        with os.scandir(directory) as listing:
-            pending += [
-                (f"{relative}{entry.name}/", entry.path)
-                for entry in listing
-                if entry.is_dir(follow_symlinks=False)
-            ]
+    lines, newest = _directory_lines(source_dir)
     # The boot file, wherever the source's isoportal.json puts it, and that file itself.
     for rel in content_inputs(source_dir):
         try:
@@ -80,6 +68,58 @@ def source_fingerprint(source_dir: str) -> str | None:
     lines.sort()
     text = "\n".join(lines).encode("utf-8", "surrogateescape")
     return hashlib.blake2b(text, digest_size=16).hexdigest()
+
+
+# Each source's directories at its last fingerprint, with their stats. A directory's list of
+# subdirectories changes only with its own mtime, so when no known directory's stats changed
+# the walk is the same: a re-check (a BMC's every range) lstats them and lists none.
+_KNOWN_SOURCES = 64
+_known_directories: OrderedDict[str, list[tuple[str, str, str]]] = OrderedDict()
+_known_lock = threading.Lock()
+
+
+def _directory_line(relative: str, info: os.stat_result) -> str:
+    return f"{relative}\0{info.st_mode}\0{info.st_mtime_ns}\0{info.st_dev}\0{info.st_ino}"
+
+
+def _directory_lines(source_dir: str) -> tuple[list[str], int]:
+    """Every directory's fingerprint line, and the newest of their mtimes."""
+    with _known_lock:
+        known = _known_directories.get(source_dir)
+    if known is not None:
+        lines, newest = [], 0
+        for relative, directory, line in known:
+            try:
+                info = os.lstat(directory)
+            except OSError:
+                break  # gone: walk the tree as it is now
+            if _directory_line(relative, info) != line:
+                break
+            newest = max(newest, info.st_mtime_ns)
+            lines.append(line)
+        else:
+            return lines, newest
+    newest = 0
+    walked: list[tuple[str, str, str]] = []
+    pending = [("", source_dir)]
+    while pending:
+        relative, directory = pending.pop()
+        info = os.lstat(directory)
+        newest = max(newest, info.st_mtime_ns)
+        walked.append((relative, directory, _directory_line(relative, info)))
+        with os.scandir(directory) as listing:
+            pending += [
+                (f"{relative}{entry.name}/", entry.path)
+                for entry in listing
+                if entry.is_dir(follow_symlinks=False)
+            ]
+    if newest <= time.time_ns() - SETTLE_NS:  # a settling tree is walked again next time
+        with _known_lock:
+            _known_directories[source_dir] = walked
+            _known_directories.move_to_end(source_dir)
+            while len(_known_directories) > _KNOWN_SOURCES:
+                _known_directories.popitem(last=False)
+    return [line for _, _, line in walked], newest
 
 
 # A cache key: the source's real path, the extra files' names, the volume id, and the
