@@ -22,7 +22,7 @@ from isos.engine.pycdlib_internals import write_metadata
 BLOCK_SIZE: Final = 2048
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class FileData:
     """A file's bytes at their place in the image, read from disk or memory."""
 
@@ -45,7 +45,7 @@ class FileData:
         return self.offset + -(-self.length // BLOCK_SIZE) * BLOCK_SIZE
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class Metadata:
     offset: int
     data: bytes
