@@ -27,8 +27,9 @@ from rest_framework.views import APIView
 from isos.connections import close_while_streaming
 from isos.engine.layout_cache import SourceChanged, layout_cache
 from isos.engine.stream import IsoImage
+from isos.fetch_counts import count_fetch
 from isos.generation import content_disposition, limit_send_time
-from isos.media import count_fetch, files_of, live_media, live_media_for_token, pin_of, revoke
+from isos.media import files_of, live_media, live_media_for_token, pin_of, revoke
 from isos.models import IsoMedia
 from isos.stream_limits import RETRY_AFTER_SECONDS, take_worker_slot, worker_streams
 from portal.trafficops.alerts import alert_response

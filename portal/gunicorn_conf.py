@@ -135,6 +135,6 @@ def worker_exit(server: Any, worker: Any) -> None:
     (each worker writes them a second late, docs/design.md "Byte-identical for life")."""
     # gunicorn calls this in the master too (a worker already gone), where no request was
     # served and Django may not be set up: only a process that loaded the module counts.
-    media = sys.modules.get("isos.media")
-    if media is not None:
-        media.flush_fetch_counts()
+    counts = sys.modules.get("isos.fetch_counts")
+    if counts is not None:
+        counts.flush_fetch_counts()

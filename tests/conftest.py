@@ -22,7 +22,7 @@ from django.test import Client
 from guardian.shortcuts import assign_perm
 
 from isos.engine.layout_cache import layout_cache
-from isos.media import FetchCounts
+from isos.fetch_counts import FetchCounts
 from osversions.catalog import sync_catalog
 from osversions.models import OsVersion
 from tests.support.api import PASSWORD, FormClient
@@ -64,7 +64,7 @@ def fetch_counts(monkeypatch: pytest.MonkeyPatch) -> FetchCounts:
     would write from another thread, outside the test's transaction (and after its database
     is gone). Servers the tests start keep their timer."""
     counts = FetchCounts(every=None)
-    monkeypatch.setattr("isos.media.fetch_counts", counts)
+    monkeypatch.setattr("isos.fetch_counts.fetch_counts", counts)
     return counts
 
 

@@ -27,7 +27,8 @@ from django.utils.http import http_date
 
 from isos.engine.layout_cache import layout_cache
 from isos.engine.stream import READER_WINDOW
-from isos.media import FetchCounts, files_of, token_hash
+from isos.fetch_counts import FetchCounts
+from isos.media import files_of, token_hash
 from isos.models import IsoBuild, IsoMedia
 from portal import gunicorn_conf
 from tests.support.api import ISOS_URL, post_json, static_request
@@ -371,7 +372,7 @@ def test_fetch_counts_are_written_by_a_timer_and_at_worker_exit(
     """The worker's timer writes the counts about ``every`` seconds after a request, with
     no request after it; gunicorn's worker_exit hook writes what is left at once."""
     counts = FetchCounts(every=0.2)
-    monkeypatch.setattr("isos.media.fetch_counts", counts)
+    monkeypatch.setattr("isos.fetch_counts.fetch_counts", counts)
     path = path_of(make_url(operations_client)["isoURL"])
     for _ in range(5):
         assert body_of(Client().get(path, HTTP_RANGE="bytes=0-99")) != b""
