@@ -70,44 +70,48 @@ SLOW_READER = 10_000_000
 READER_WINDOW = 0.1
 
 
+class _ReaderPace:
+    """The size of the next chunk, by how fast the reader took the last ones (the rule
+    above): the stream's buffer and a Range request's body both follow it."""
+
+    def __init__(self, size: int, largest: int) -> None:
+        self.size = size
+        self.largest = largest
+        self._window_started = time.monotonic()
+        self._window_bytes = 0
+
+    def took(self, count: int) -> int:
+        """The reader took ``count`` bytes more: the size of the next chunk."""
+        self._window_bytes += count
+        now = time.monotonic()
+        elapsed = now - self._window_started
+        if elapsed >= READER_WINDOW:
+            rate = self._window_bytes / elapsed
+            if rate > FAST_READER:
+                self.size = self.largest
+            elif rate < SLOW_READER:
+                self.size = min(SMALLEST_CHUNK, self.largest)
+            self._window_started, self._window_bytes = now, 0
+        return self.size
+
+
 class _ChunkBuffer:
     """Fills one reused buffer and hands out full chunks, patched, as bytes."""
 
     def __init__(self, chunk_size: int, patches: list[tuple[int, bytes]]) -> None:
-        self.largest = chunk_size
         self._zeros = _zeros(chunk_size)
         self._patches = patches
         self.fill = 0
         self.base = 0  # image offset of the buffer's first byte
         self._resize(min(SMALLEST_CHUNK, chunk_size))
-        self._window_started: float | None = None  # when the reader's window began
-        self._window_bytes = 0  # what the reader took in it
-        self._last_chunk = 0
+        self._pace = _ReaderPace(self.size, chunk_size)
+        self._last_chunk = 0  # handed out, and taken by the reader once the next is asked for
 
     def _resize(self, size: int) -> None:
         """A buffer of ``size`` bytes (between chunks only): the memory a chunk holds."""
         self._buffer = bytearray(size)
         self.view = memoryview(self._buffer)
         self.size = size
-
-    def _follow_the_reader(self, chunk: int) -> None:
-        """Size the next chunks by how fast the reader took the last ones (this ``chunk`` of
-        bytes is about to go out; filling it, from memory or page cache, takes next to
-        nothing beside the reader's time)."""
-        now = time.monotonic()
-        if self._window_started is None:
-            self._window_started = now
-        else:
-            self._window_bytes += self._last_chunk
-            elapsed = now - self._window_started
-            if elapsed >= READER_WINDOW:
-                rate = self._window_bytes / elapsed
-                if rate > FAST_READER and self.size < self.largest:
-                    self._resize(self.largest)
-                elif rate < SLOW_READER and self.size > SMALLEST_CHUNK:
-                    self._resize(SMALLEST_CHUNK)
-                self._window_started, self._window_bytes = now, 0
-        self._last_chunk = chunk
 
     def advance(self, count: int) -> bytes | None:
         """Account for `count` bytes put at `fill`; return a chunk if the buffer is full."""
@@ -124,7 +128,12 @@ class _ChunkBuffer:
                 self.view[low - start : high - start] = record[low - offset : high - offset]
         chunk = bytes(self.view[: self.fill])
         self.base, self.fill = end, 0
-        self._follow_the_reader(len(chunk))
+        # Filling this chunk, from memory or page cache, took next to nothing beside the
+        # reader's time with the last one.
+        size = self._pace.took(self._last_chunk)
+        if size != self.size:
+            self._resize(size)
+        self._last_chunk = len(chunk)
         return chunk
 
     def put(self, data: bytes | memoryview) -> Iterator[bytes]:
@@ -408,25 +417,16 @@ class IsoImage:
         # The client chose the range's length: up to the chunk size it goes out in one
         # chunk (a BMC's many small ranges pay Python per chunk, not per byte); a longer
         # one starts there too, and drops to the smallest chunk for a slow reader.
-        size = max(min(end - offset, self._chunk_size), 1)
-        window_started, window_bytes = time.monotonic(), 0
+        pace = _ReaderPace(max(min(end - offset, self._chunk_size), 1), self._chunk_size)
         try:
             position = offset
+            size = pace.size
             while position < end:
                 stop = min(position + size, end)
                 chunk, index = self._read_window(files, position, stop, index)
                 yield chunk
                 position = stop
-                # Follow the reader, as _ChunkBuffer does: its pace over the last window.
-                window_bytes += len(chunk)
-                elapsed = time.monotonic() - window_started
-                if elapsed >= READER_WINDOW:
-                    rate = window_bytes / elapsed
-                    if rate > FAST_READER:
-                        size = min(self._chunk_size, size * 2)
-                    elif rate < SLOW_READER:
-                        size = min(SMALLEST_CHUNK, self._chunk_size)
-                    window_started, window_bytes = time.monotonic(), 0
+                size = pace.took(len(chunk))
         finally:
             files.close()
 
