@@ -42,9 +42,14 @@ def positive_days(value: str) -> int:
     return days
 
 
-def span_text(span: dict[str, datetime | None], word: str) -> str:
+def details(span: dict[str, datetime | None], word: str, counts: dict[str, int]) -> str:
+    """What a line adds of the records it counts: `` (WORD FIRST to LAST): kind=N ...``, or
+    nothing when there were none."""
+    if not any(counts.values()):
+        return ""
     first, last = (span[end].isoformat(timespec="seconds") for end in ("first", "last"))  # type: ignore[union-attr]
-    return f" ({word} {first} to {last})"
+    kinds = " ".join(f"{kind}={count}" for kind, count in counts.items() if count)
+    return f" ({word} {first} to {last}): {kinds}"
 
 
 def ended_urls(now: datetime) -> QuerySet[IsoMedia]:
@@ -64,10 +69,6 @@ def url_kinds(urls: QuerySet[IsoMedia]) -> dict[str, int]:
         "expired": urls.filter(revoked_at__isnull=True).count(),
         "revoked": urls.filter(revoked_at__isnull=False).count(),
     }
-
-
-def kinds_text(counts: dict[str, int]) -> str:
-    return " ".join(f"{kind}={count}" for kind, count in counts.items() if count)
 
 
 class Command(BaseCommand):
@@ -122,10 +123,10 @@ class Command(BaseCommand):
             }
         total = sum(counts.values())
         verb = "would delete" if dry_run else "deleted"
-        line = f"prune_isobuilds: {verb} {total} ISO build records started more than {days} days ago"
-        if total:
-            line += f"{span_text(span, 'started')}: {kinds_text(counts)}"
-        return line
+        return (
+            f"prune_isobuilds: {verb} {total} ISO build records started more than {days} days ago"
+            + details(span, "started", counts)
+        )
 
     def wipe_urls(self, now: datetime, dry_run: bool) -> str:
         """Empty the stored files of every URL no longer live, whatever its age."""
@@ -137,10 +138,10 @@ class Command(BaseCommand):
             # By id: an UPDATE cannot carry the annotation.
             IsoMedia.objects.filter(pk__in=list(holding.values_list("pk", flat=True))).update(files={})
         verb = "would empty" if dry_run else "emptied"
-        line = f"prune_isobuilds: {verb} the stored ks_scripts files of {total} ISO URLs no longer live"
-        if total:
-            line += f"{span_text(span, 'ended')}: {kinds_text(counts)}"
-        return line
+        return (
+            f"prune_isobuilds: {verb} the stored ks_scripts files of {total} ISO URLs no longer live"
+            + details(span, "ended", counts)
+        )
 
     def old_urls(self, now: datetime, cutoff: datetime, days: int, dry_run: bool) -> str:
         """Delete the URLs whose expiry or revocation is more than DAYS days ago (never a live
@@ -154,10 +155,10 @@ class Command(BaseCommand):
             # A mount pointing at a deleted URL keeps itself, its link emptied (SET_NULL).
             IsoMedia.objects.filter(pk__in=list(old.values_list("pk", flat=True))).delete()
         verb = "would delete" if dry_run else "deleted"
-        line = f"prune_isobuilds: {verb} {total} ISO URL records expired or revoked more than {days} days ago"
-        if total:
-            line += f"{span_text(span, 'ended')}: {kinds_text(counts)}"
-        return line
+        return (
+            f"prune_isobuilds: {verb} {total} ISO URL records expired or revoked more than {days} days ago"
+            + details(span, "ended", counts)
+        )
 
     def mounts(self, cutoff: datetime, days: int, dry_run: bool) -> str:
         old = RedfishMount.objects.filter(started_at__lt=cutoff)
@@ -167,7 +168,7 @@ class Command(BaseCommand):
         if not dry_run and total:
             old.delete()
         verb = "would delete" if dry_run else "deleted"
-        line = f"prune_isobuilds: {verb} {total} Redfish mount records started more than {days} days ago"
-        if total:
-            line += f"{span_text(span, 'started')}: {kinds_text(counts)}"
-        return line
+        return (
+            f"prune_isobuilds: {verb} {total} Redfish mount records started more than {days} days ago"
+            + details(span, "started", counts)
+        )
