@@ -27,7 +27,7 @@ from urllib.parse import urlsplit
 from django.conf import settings
 from django.contrib.auth.models import AnonymousUser, User
 from django.db import connection, transaction
-from django.db.models import QuerySet
+from django.db.models import Q, QuerySet
 from django.http import HttpRequest
 from django.urls import reverse
 from django.utils import timezone
@@ -73,8 +73,14 @@ def token_hash(token: str) -> str:
     return hashlib.sha256(token.encode("utf-8", "surrogateescape")).hexdigest()
 
 
+def live_at(now: datetime) -> Q:
+    """The URLs live at ``now``: neither revoked nor expired (the retention command prunes
+    the others)."""
+    return Q(revoked_at__isnull=True, expires_at__gt=now)
+
+
 def _live(records: QuerySet[IsoMedia]) -> QuerySet[IsoMedia]:
-    return records.filter(revoked_at__isnull=True, expires_at__gt=timezone.now())
+    return records.filter(live_at(timezone.now()))
 
 
 # A BMC asks for a URL thousands of times, a range at a time. What serving needs of the
@@ -92,7 +98,8 @@ def _live_id_sql(vendor: str) -> str:
     """The SELECT of a live record's id and hash by its hash (names quoted for ``vendor``)."""
     quote = connection.ops.quote_name
     column = {field.name: quote(str(field.column)) for field in IsoMedia._meta.concrete_fields}
-    # Only the model's own names are formatted in; the values are parameters.
+    # live_at()'s rule, written out. Only the model's own names are formatted in; the values
+    # are parameters.
     return (
         f"SELECT {column['id']}, {column['token_hash']} FROM {quote(IsoMedia._meta.db_table)}"  # noqa: S608
         f" WHERE {column['token_hash']} = %s AND {column['revoked_at']} IS NULL"

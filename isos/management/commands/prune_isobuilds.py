@@ -28,6 +28,7 @@ from django.db import transaction
 from django.db.models import Case, DateTimeField, F, Max, Min, Q, QuerySet, When
 from django.utils import timezone
 
+from isos.media import live_at
 from isos.models import IsoBuild, IsoMedia, RedfishMount
 
 logger = logging.getLogger("isos.audit")
@@ -55,7 +56,7 @@ def details(span: dict[str, datetime | None], word: str, counts: dict[str, int])
 def ended_urls(now: datetime) -> QuerySet[IsoMedia]:
     """The URLs no longer live (revoked, or expired by ``now``), each with ``ended``: when it
     stopped being live (its revocation if that came first, else its expiry)."""
-    return IsoMedia.objects.filter(Q(revoked_at__isnull=False) | Q(expires_at__lte=now)).annotate(
+    return IsoMedia.objects.exclude(live_at(now)).annotate(
         ended=Case(
             When(revoked_at__lt=F("expires_at"), then=F("revoked_at")),
             default=F("expires_at"),
