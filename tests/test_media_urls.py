@@ -31,20 +31,12 @@ from isos.fetch_counts import FetchCounts
 from isos.media import files_of, token_hash
 from isos.models import IsoBuild, IsoMedia
 from portal import gunicorn_conf
-from tests.support.api import ISOS_URL, post_json, static_request
+from tests.support.api import ISOS_URL, make_iso_url, post_json, static_request
 from tests.support.processes import poll
 from tests.support.serving import logged_in_session, serve_portal
 from tests.support.sources import settled
 
 TOKEN_PATH = re.compile(r"^/isos/media/([A-Za-z0-9_-]{43})/test\.quest-centos72\.iso$")
-
-
-def make_url(client: Client, **overrides: Any) -> dict[str, Any]:
-    response = post_json(client, ISOS_URL, static_request(stream="no", **overrides))
-    assert response.status_code == 200, response.content
-    body = response.json()
-    assert body["alerts"] == [{"level": "success", "text": "Generate ISO was successful."}]
-    return dict(body["response"])
 
 
 def path_of(url: str) -> str:
@@ -63,7 +55,7 @@ def body_of(response: Any) -> bytes:
 def test_stream_no_answers_a_url_and_audits_it(
     operations_client: Client, media_source: Path, fetch_counts: FetchCounts
 ) -> None:
-    answer = make_url(operations_client)
+    answer = make_iso_url(operations_client)
     assert set(answer) == {"isoName", "isoURL", "size", "sha256", "expires"}
     assert answer["isoName"] == "test.quest-centos72.iso"
     assert answer["isoURL"].startswith("http://testserver/isos/media/")
@@ -135,7 +127,7 @@ def test_a_bad_stream_is_listed_with_every_other_broken_rule(
 
 @pytest.mark.django_db
 def test_every_range_form(operations_client: Client, media_source: Path) -> None:
-    answer = make_url(operations_client)
+    answer = make_iso_url(operations_client)
     path, size = path_of(answer["isoURL"]), answer["size"]
     data = body_of(Client().get(path))
     full_headers = Client().get(path)
@@ -194,7 +186,7 @@ def test_every_range_form(operations_client: Client, media_source: Path) -> None
 def test_expired_revoked_unknown_and_foreign(
     operations_client: Client, client_for: Any, media_source: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
-    first, second, third = (make_url(operations_client) for _ in range(3))
+    first, second, third = (make_iso_url(operations_client) for _ in range(3))
     record_ids = list(IsoMedia.objects.order_by("id").values_list("id", flat=True))
     size = first["size"]
     # Unknown tokens: a made-up one, one letter off, a bad name, the wrong path: the same 404.
@@ -241,7 +233,7 @@ def test_expired_revoked_unknown_and_foreign(
 def test_a_changed_source_answers_410_never_other_bytes(
     operations_client: Client, media_source: Path
 ) -> None:
-    answer = make_url(operations_client)
+    answer = make_iso_url(operations_client)
     path = path_of(answer["isoURL"])
     assert Client().get(path, HTTP_RANGE="bytes=0-0").status_code == 206
     (media_source / "extra.txt").write_bytes(b"new file in the source")
@@ -252,7 +244,7 @@ def test_a_changed_source_answers_410_never_other_bytes(
     settled(media_source)  # settled again, still another tree
     assert Client().head(path).status_code == 410
     # A new URL from the changed source works.
-    fresh = make_url(operations_client)
+    fresh = make_iso_url(operations_client)
     assert Client().get(path_of(fresh["isoURL"]), HTTP_RANGE="bytes=0-0").status_code == 206
 
 
@@ -262,7 +254,7 @@ def test_the_url_honours_iso_media_base_url_and_ttl(
 ) -> None:
     settings.ISO_MEDIA_BASE_URL = "https://bmc-facing.example:8443"
     settings.ISO_MEDIA_TTL = 600
-    answer = make_url(operations_client)
+    answer = make_iso_url(operations_client)
     assert answer["isoURL"].startswith("https://bmc-facing.example:8443/isos/media/")
     record = IsoMedia.objects.get()
     assert timedelta(seconds=590) < record.expires_at - record.created_at <= timedelta(seconds=600)
@@ -322,7 +314,7 @@ def test_fetch_counts_are_written_together_exact_and_newest_last(
 ) -> None:
     """A worker writes a URL's counts once for many requests (one UPDATE per URL), the sums
     exact; a tally written late never takes the last client and time back."""
-    first, second = make_url(operations_client), make_url(operations_client)
+    first, second = make_iso_url(operations_client), make_iso_url(operations_client)
     first_id, second_id = IsoMedia.objects.order_by("id").values_list("id", flat=True)
     spans = [(0, 0), (1000, 66535), (4096, 4096 + 511)]
     with CaptureQueriesContext(connection) as requests_made:
@@ -373,7 +365,7 @@ def test_fetch_counts_are_written_by_a_timer_and_at_worker_exit(
     no request after it; gunicorn's worker_exit hook writes what is left at once."""
     counts = FetchCounts(every=0.2)
     monkeypatch.setattr("isos.fetch_counts.fetch_counts", counts)
-    path = path_of(make_url(operations_client)["isoURL"])
+    path = path_of(make_iso_url(operations_client)["isoURL"])
     for _ in range(5):
         assert body_of(Client().get(path, HTTP_RANGE="bytes=0-99")) != b""
     assert poll(lambda: IsoMedia.objects.get().fetch_count == 5, wait=10)
@@ -425,7 +417,7 @@ def test_the_page_makes_a_url_the_history_lists_and_revokes_it(
 
 @pytest.mark.django_db
 def test_the_admin_revokes_urls(operations_client: Client, client_for: Any, media_source: Path) -> None:
-    url = make_url(operations_client)["isoURL"]
+    url = make_iso_url(operations_client)["isoURL"]
     record = IsoMedia.objects.get()
     admin = client_for(superuser=True, username="root")
     User.objects.filter(username="root").update(is_staff=True)
@@ -501,8 +493,8 @@ def test_a_source_built_by_its_generate_hook_cannot_be_a_url(
 def test_scripts_revoke_without_a_csrf_token_other_sites_never(
     operations_client: Client, operator: User, media_source: Path
 ) -> None:
-    make_url(operations_client)
-    make_url(operations_client)
+    make_iso_url(operations_client)
+    make_iso_url(operations_client)
     first, second = IsoMedia.objects.order_by("id").values_list("id", flat=True)
     IsoMedia.objects.update(user=operator)
     script = Client(enforce_csrf_checks=True)

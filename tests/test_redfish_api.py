@@ -23,7 +23,7 @@ from django.test import Client
 
 from isos.models import IsoMedia, RedfishMount
 from tests.support import redfish as bmc
-from tests.support.api import ISOS_URL, post_json, static_request
+from tests.support.api import make_iso_url, post_json, static_request
 from tests.support.serving import free_port, logged_in_session, serve_portal
 from tests.support.sources import settled
 
@@ -33,9 +33,8 @@ def mount_path(media_id: int) -> str:
 
 
 def made_url(client: Client) -> tuple[IsoMedia, str]:
-    response = post_json(client, ISOS_URL, static_request(stream="no"))
-    assert response.status_code == 200, response.content
-    return IsoMedia.objects.latest("id"), response.json()["response"]["isoURL"]
+    url = make_iso_url(client)["isoURL"]
+    return IsoMedia.objects.latest("id"), url
 
 
 def audits_text() -> str:

@@ -48,6 +48,16 @@ def post_json(client: Client, path: str, body: Any, **extra: Any) -> Any:
     return client.post(path, data=json.dumps(body), content_type="application/json", **extra)
 
 
+def make_iso_url(client: Client, **overrides: Any) -> dict[str, Any]:
+    """``POST isos`` with ``"stream": "no"`` for the example request (with overrides): the
+    answer's ``response`` (isoName, isoURL, size, sha256, expires), checked a success."""
+    response = post_json(client, ISOS_URL, static_request(stream="no", **overrides))
+    assert response.status_code == 200, response.content
+    body = response.json()
+    assert body["alerts"] == [{"level": "success", "text": "Generate ISO was successful."}]
+    return dict(body["response"])
+
+
 def static_request(**overrides: Any) -> dict[str, Any]:
     """The docs/api.md example request (static addressing), with overrides (None removes a field)."""
     body: dict[str, Any] = {
